@@ -1,0 +1,649 @@
+//! The worker loop, generic over [`Store`]: claim -> execute -> record.
+//!
+//! One main loop claims steps up to the concurrency, runs each in its own
+//! task, and records results in batches (one store call for every plain
+//! step finished since the last flush). A heartbeat task extends the exact
+//! leases held and cancels the local task of any lease that did not extend;
+//! a rescue task returns other workers' expired leases to ready. On
+//! shutdown the worker stops claiming, lets running steps finish within a
+//! grace period, and releases the rest. No SQL here.
+
+use crate::error::{StepError, StoreError};
+use crate::hash::input_hash;
+use crate::ids::{Lease, StepId, WorkerId};
+use crate::registry::Registry;
+use crate::step::{Resources, Step, StepContext, StepOutcome};
+use crate::store::{
+    ClaimedStep, Completion, FailKind, LeasesExtend, NewStep, StepCompletion, StepFail, StepsClaim, StepsComplete,
+    StepsRelease, Store, WorkerInfo,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Queues to claim from.
+    pub queues: Vec<String>,
+    /// Steps running at once.
+    pub concurrency: usize,
+    /// Lease length; heartbeats extend it every third of it.
+    pub lease_ttl: Duration,
+    /// Longest wait between two claims when no wake-up comes.
+    pub poll_interval: Duration,
+    /// How often to look for other workers' expired leases.
+    pub rescue_interval: Duration,
+    /// On shutdown, how long running steps may take to finish before they
+    /// are cancelled and released.
+    pub shutdown_grace: Duration,
+    /// Largest step output accepted, in bytes of JSON.
+    pub max_output_bytes: usize,
+    /// Host name recorded in the worker registry.
+    pub host: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            queues: vec![crate::step::DEFAULT_QUEUE.to_owned()],
+            concurrency: 8,
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(10),
+            max_output_bytes: 1 << 20,
+            host: String::from("localhost"),
+        }
+    }
+}
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// The registry is inconsistent.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The store refused to work (schema mismatch, for example).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration makes no sense.
+    #[error("bad worker configuration: {0}")]
+    Config(String),
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Steps claimed.
+    pub claimed: AtomicU64,
+    /// Completions recorded.
+    pub succeeded: AtomicU64,
+    /// Failed attempts recorded (retried or not).
+    pub failed: AtomicU64,
+    /// Results discarded because the lease no longer held (zombie completions).
+    pub rejected: AtomicU64,
+    /// Leases the heartbeat found lost.
+    pub leases_lost: AtomicU64,
+    /// Leases released on shutdown.
+    pub released: AtomicU64,
+}
+
+/// A leased step held by this process.
+struct Held {
+    token: i64,
+    cancel: CancellationToken,
+    /// Set by the heartbeat when the lease did not extend.
+    lost: bool,
+    name: String,
+    attempt: u32,
+    retry: crate::RetryPolicy,
+}
+
+type HeldMap = Arc<Mutex<HashMap<StepId, Held>>>;
+
+/// The end of one attempt, as the main loop sees it.
+enum Attempt {
+    Finished(Result<StepOutcome, StepError>),
+    TimedOut(Duration),
+    Cancelled,
+}
+
+/// Runs steps of the registered types from the configured queues.
+pub struct Worker<S: Store> {
+    store: Arc<S>,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+    resources: Arc<Resources>,
+    id: WorkerId,
+    stats: Arc<WorkerStats>,
+}
+
+impl<S: Store> Worker<S> {
+    /// A worker with a new identity. Fails if the registry is inconsistent.
+    pub fn new(store: Arc<S>, registry: Registry, config: WorkerConfig, mut resources: Resources) -> Result<Self, WorkerError> {
+        registry.validate()?;
+        if config.concurrency == 0 || config.queues.is_empty() || config.lease_ttl < Duration::from_millis(300) {
+            return Err(WorkerError::Config(
+                "concurrency and queues must be non-empty and the lease ttl at least 300ms".into(),
+            ));
+        }
+        store.provide_resources(&mut resources);
+        Ok(Self {
+            store,
+            registry: Arc::new(registry),
+            config,
+            resources: Arc::new(resources),
+            id: WorkerId::new(),
+            stats: Arc::default(),
+        })
+    }
+
+    /// This process start's identity.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// Counters, readable while the worker runs.
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled, then shuts down gracefully.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<Arc<WorkerStats>, WorkerError> {
+        self.wait_for_store(&shutdown).await?;
+        let held: HeldMap = Arc::default();
+        let healthy = Arc::new(AtomicU64::new(1));
+        let background = CancellationToken::new();
+        let hb = tokio::spawn(heartbeat_loop(
+            self.store.clone(),
+            self.id,
+            self.config.lease_ttl,
+            held.clone(),
+            healthy.clone(),
+            self.stats.clone(),
+            background.clone(),
+        ));
+        let rescue = tokio::spawn(rescue_loop(self.store.clone(), self.config.rescue_interval, healthy, background.clone()));
+        info!(worker = %self.id, queues = ?self.config.queues, concurrency = self.config.concurrency, "worker started");
+        let result = self.main_loop(held, &shutdown).await;
+        background.cancel();
+        let _ = tokio::join!(hb, rescue);
+        if let Err(e) = self.store.worker_touch(self.id, true).await {
+            debug!(error = %e, "could not mark the worker stopped");
+        }
+        info!(worker = %self.id, "worker stopped");
+        result.map(|()| self.stats.clone())
+    }
+
+    /// Checks the schema and registers, waiting out an unreachable database.
+    async fn wait_for_store(&self, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        let mut backoff = Backoff::new();
+        loop {
+            let r = async {
+                self.store.schema_check().await?;
+                self.store
+                    .worker_register(WorkerInfo {
+                        id: self.id,
+                        host: self.config.host.clone(),
+                        pid: std::process::id(),
+                        queues: self.config.queues.clone(),
+                        step_types: self.registry.step_type_names().to_vec(),
+                        concurrency: self.config.concurrency as u32,
+                        started_at: None,
+                        last_seen_at: None,
+                        stopped_at: None,
+                    })
+                    .await
+            }
+            .await;
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "database unreachable; waiting");
+                    tokio::select! {
+                        () = backoff.sleep() => {}
+                        () = shutdown.cancelled() => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn main_loop(&self, held: HeldMap, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        let wakeups = self.store.wakeups();
+        let mut tasks: JoinSet<(Lease, Attempt, Duration)> = JoinSet::new();
+        let mut done: Vec<StepCompletion> = Vec::new();
+        let mut release: Vec<Lease> = Vec::new();
+        let mut backoff = Backoff::new();
+        let mut grace_deadline: Option<tokio::time::Instant> = None;
+        let mut more_ready = true;
+        loop {
+            while let Some(joined) = tasks.try_join_next() {
+                let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
+                self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
+            }
+            if !done.is_empty() || !release.is_empty() {
+                let free = self.config.concurrency.saturating_sub(tasks.len());
+                if let Err(e) = self.flush(&mut done, &mut release, &held, free).await {
+                    warn!(error = %e, "recording results failed; will retry");
+                    backoff.sleep().await;
+                    continue;
+                }
+                more_ready = true;
+            }
+            if shutdown.is_cancelled() {
+                let deadline = *grace_deadline.get_or_insert_with(|| {
+                    info!(running = tasks.len(), "shutting down: no new claims");
+                    tokio::time::Instant::now() + self.config.shutdown_grace
+                });
+                if tasks.is_empty() {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    for h in held.lock().expect("held map").values() {
+                        h.cancel.cancel();
+                    }
+                }
+                tokio::select! {
+                    Some(joined) = tasks.join_next() => {
+                        let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
+                        self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
+                    }
+                    () = tokio::time::sleep_until(deadline) => {}
+                }
+                continue;
+            }
+            let free = self.config.concurrency.saturating_sub(tasks.len());
+            if free > 0 && more_ready {
+                match self.claim(free as u32).await {
+                    Ok(claimed) => {
+                        backoff.reset();
+                        more_ready = claimed.len() == free;
+                        for c in claimed {
+                            self.spawn_attempt(c, &held, &mut tasks);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "claim failed; backing off");
+                        tokio::select! {
+                            () = backoff.sleep() => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        continue;
+                    }
+                }
+                if more_ready && tasks.len() < self.config.concurrency {
+                    continue;
+                }
+            }
+            tokio::select! {
+                Some(joined) = tasks.join_next() => {
+                    let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
+                    self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
+                }
+                () = wakeups.notified() => more_ready = true,
+                () = tokio::time::sleep(self.config.poll_interval) => more_ready = true,
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    async fn claim(&self, limit: u32) -> Result<Vec<ClaimedStep>, StoreError> {
+        let claimed = self
+            .store
+            .steps_claim(StepsClaim {
+                worker: self.id,
+                queues: self.config.queues.clone(),
+                step_types: self.registry.step_type_names().to_vec(),
+                limit,
+                lease_ttl: self.config.lease_ttl,
+            })
+            .await?;
+        self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        Ok(claimed)
+    }
+
+    fn spawn_attempt(&self, c: ClaimedStep, held: &HeldMap, tasks: &mut JoinSet<(Lease, Attempt, Duration)>) {
+        let cancel = CancellationToken::new();
+        held.lock()
+            .expect("held map")
+            .insert(
+                c.lease.step,
+                Held {
+                    token: c.lease.token,
+                    cancel: cancel.clone(),
+                    lost: false,
+                    name: c.name.clone(),
+                    attempt: c.attempt,
+                    retry: c.retry,
+                },
+            );
+        let span = info_span!(
+            "step",
+            run_id = %c.run_id,
+            correlation_id = %c.correlation_id,
+            step = %c.name,
+            attempt = c.attempt,
+        );
+        let resources = self.resources.clone();
+        let lease = c.lease;
+        tasks.spawn(
+            async move {
+                let started = Instant::now();
+                // A nested task turns a panic into a failed attempt instead of
+                // losing track of the lease.
+                let attempt = match tokio::spawn(execute(c, resources, cancel).in_current_span()).await {
+                    Ok(a) => a,
+                    Err(e) => Attempt::Finished(Err(StepError::Retryable(format!("step panicked: {}", panic_message(e))))),
+                };
+                (lease, attempt, started.elapsed())
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Turns an attempt's end into a pending completion, a failure record,
+    /// a release, or nothing (lease lost).
+    async fn settle(
+        &self,
+        lease: Lease,
+        attempt: Attempt,
+        elapsed: Duration,
+        held: &HeldMap,
+        done: &mut Vec<StepCompletion>,
+        release: &mut Vec<Lease>,
+    ) {
+        let (lost, parent) = match held.lock().expect("held map").get(&lease.step) {
+            Some(h) => (h.lost, h.name.clone()),
+            None => (true, String::new()),
+        };
+        let (kind, err) = match attempt {
+            Attempt::Cancelled if lost => return,
+            Attempt::Cancelled => {
+                release.push(lease);
+                return;
+            }
+            Attempt::Finished(Ok(StepOutcome::Committed(_))) => {
+                held.lock().expect("held map").remove(&lease.step);
+                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Attempt::Finished(Ok(StepOutcome::Output(v))) => match check_output_size(&v, self.config.max_output_bytes) {
+                Ok(()) => {
+                    done.push(StepCompletion { lease, completion: Completion::Output(v) });
+                    return;
+                }
+                Err(e) => (FailKind::Error, e),
+            },
+            Attempt::Finished(Ok(StepOutcome::Expand(children))) => {
+                match children_to_steps(&parent, &children) {
+                    Ok(steps) => {
+                        done.push(StepCompletion { lease, completion: Completion::Expand(steps) });
+                        return;
+                    }
+                    Err(e) => (FailKind::Error, e),
+                }
+            }
+            Attempt::Finished(Err(e)) => (FailKind::Error, e),
+            Attempt::TimedOut(t) => (FailKind::Timeout, StepError::Retryable(format!("timed out after {t:?}"))),
+        };
+        self.record_failure(lease, kind, err, elapsed, held).await;
+    }
+
+    async fn record_failure(&self, lease: Lease, kind: FailKind, err: StepError, elapsed: Duration, held: &HeldMap) {
+        let Some((attempt, policy)) = held.lock().expect("held map").get(&lease.step).map(|h| (h.attempt, h.retry))
+        else {
+            return;
+        };
+        let retry_in = (err.is_retryable() && policy.has_attempts_left(attempt))
+            .then(|| policy.backoff(attempt, fastrand::f64()));
+        let p = StepFail { worker: self.id, lease, kind, error: err.to_string(), retry_in };
+        let mut backoff = Backoff::new();
+        loop {
+            match self.store.step_fail(p.clone()).await {
+                Ok(to) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %err, ?elapsed, status = %to, "attempt failed");
+                    break;
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    warn!(step = %lease.step, token = lease.token, "failure of a lost lease discarded");
+                    break;
+                }
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "recording a failure failed; will retry");
+                    backoff.sleep().await;
+                }
+                Err(e) => {
+                    error!(error = %e, "recording a failure failed");
+                    break;
+                }
+            }
+        }
+        held.lock().expect("held map").remove(&lease.step);
+    }
+
+    async fn flush(
+        &self,
+        done: &mut Vec<StepCompletion>,
+        release: &mut Vec<Lease>,
+        held: &HeldMap,
+        free: usize,
+    ) -> Result<(), StoreError> {
+        if !done.is_empty() {
+            let r = self
+                .store
+                .steps_complete(StepsComplete { worker: self.id, items: done.clone(), notify_above: free })
+                .await?;
+            done.clear();
+            self.stats.succeeded.fetch_add(r.completed.len() as u64, Ordering::Relaxed);
+            self.stats.rejected.fetch_add(r.rejected.len() as u64, Ordering::Relaxed);
+            for l in &r.rejected {
+                warn!(step = %l.step, token = l.token, "completion rejected: lease no longer held (zombie result discarded)");
+            }
+            let mut map = held.lock().expect("held map");
+            for l in r.completed.iter().chain(&r.rejected) {
+                map.remove(&l.step);
+            }
+        }
+        if !release.is_empty() {
+            let n = self.store.steps_release(StepsRelease { worker: self.id, leases: release.clone() }).await?;
+            self.stats.released.fetch_add(n as u64, Ordering::Relaxed);
+            info!(released = n, "leases released on shutdown");
+            let mut map = held.lock().expect("held map");
+            for l in release.drain(..) {
+                map.remove(&l.step);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_output_size(v: &serde_json::Value, max: usize) -> Result<(), StepError> {
+    let n = serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    if n > max {
+        return Err(StepError::Permanent(format!("output is {n} bytes, more than the {max}-byte limit")));
+    }
+    Ok(())
+}
+
+fn children_to_steps(parent: &str, children: &[crate::step::ChildStep]) -> Result<Vec<NewStep>, StepError> {
+    let mut names = std::collections::HashSet::new();
+    children
+        .iter()
+        .map(|c| {
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return Err(StepError::Permanent(format!("fan-out child name {:?} is empty or repeated", c.name)));
+            }
+            NewStep::child(parent, c).map_err(|e| StepError::Permanent(e.to_string()))
+        })
+        .collect()
+}
+
+async fn execute(c: ClaimedStep, resources: Arc<Resources>, cancel: CancellationToken) -> Attempt {
+    let step: Box<dyn Step> = match serde_json::from_value(c.definition.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return Attempt::Finished(Err(StepError::Permanent(format!(
+                "cannot read the definition of step type {:?}: {e}",
+                c.step_type
+            ))));
+        }
+    };
+    let ctx = StepContext {
+        run_id: c.run_id,
+        workflow: c.workflow,
+        step_name: c.name,
+        attempt: c.attempt,
+        correlation_id: c.correlation_id,
+        input_hash: input_hash(&c.definition, &c.upstream),
+        lease: c.lease,
+        upstream: Arc::new(c.upstream),
+        resources,
+        cancel: cancel.clone(),
+    };
+    debug!("step started");
+    let run = step.run(&ctx);
+    let limited = async {
+        match c.retry.timeout {
+            Some(t) => tokio::time::timeout(t, run).await.map_err(|_| t),
+            None => Ok(run.await),
+        }
+    };
+    tokio::select! {
+        r = limited => match r {
+            Ok(r) => Attempt::Finished(r),
+            Err(t) => Attempt::TimedOut(t),
+        },
+        () = cancel.cancelled() => Attempt::Cancelled,
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Extends held leases every third of the ttl; cancels the local task of
+/// any lease that did not extend, and of every lease once the database has
+/// been unreachable for two thirds of the ttl (before anyone can rescue them).
+async fn heartbeat_loop<S: Store>(
+    store: Arc<S>,
+    worker: WorkerId,
+    ttl: Duration,
+    held: HeldMap,
+    healthy: Arc<AtomicU64>,
+    stats: Arc<WorkerStats>,
+    stop: CancellationToken,
+) {
+    let period = ttl / 3;
+    let local_deadline = ttl * 2 / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = stop.cancelled() => return,
+        }
+        let leases: Vec<Lease> = held
+            .lock()
+            .expect("held map")
+            .iter()
+            .filter(|(_, h)| !h.lost)
+            .map(|(&step, h)| Lease { step, token: h.token })
+            .collect();
+        let sent_at = Instant::now();
+        let r = async {
+            let extended = if leases.is_empty() {
+                Vec::new()
+            } else {
+                store.leases_extend(LeasesExtend { worker, leases: leases.clone(), lease_ttl: ttl }).await?
+            };
+            store.worker_touch(worker, false).await?;
+            Ok::<_, StoreError>(extended)
+        }
+        .await;
+        match r {
+            Ok(extended) => {
+                last_ok = sent_at;
+                healthy.store(1, Ordering::Release);
+                let kept: std::collections::HashSet<Lease> = extended.into_iter().collect();
+                let mut map = held.lock().expect("held map");
+                for l in leases.iter().filter(|l| !kept.contains(l)) {
+                    if let Some(h) = map.get_mut(&l.step).filter(|h| h.token == l.token) {
+                        h.lost = true;
+                        h.cancel.cancel();
+                        stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+                        warn!(step = %l.step, token = l.token, "lease lost (detected by heartbeat); local attempt cancelled");
+                    }
+                }
+            }
+            Err(e) => {
+                healthy.store(0, Ordering::Release);
+                warn!(error = %e, "heartbeat failed");
+                if last_ok.elapsed() >= local_deadline {
+                    let mut map = held.lock().expect("held map");
+                    for (step, h) in map.iter_mut().filter(|(_, h)| !h.lost) {
+                        h.lost = true;
+                        h.cancel.cancel();
+                        stats.leases_lost.fetch_add(1, Ordering::Relaxed);
+                        warn!(step = %step, "database unreachable past the local lease deadline; attempt cancelled");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Returns expired leases to ready; only while this worker's own last
+/// heartbeat succeeded (after a reconnect, heartbeat first, then rescue).
+async fn rescue_loop<S: Store>(store: Arc<S>, every: Duration, healthy: Arc<AtomicU64>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        if healthy.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        match store.leases_rescue(1000).await {
+            Ok(r) if r.retried + r.failed > 0 => {
+                info!(retried = r.retried, failed = r.failed, "rescued expired leases");
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "rescue failed"),
+        }
+    }
+}
+
+/// Exponential backoff with jitter for waiting out an unreachable database.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: Duration::from_millis(100) }
+    }
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(100);
+    }
+    async fn sleep(&mut self) {
+        let d = self.next.mul_f64(0.5 + fastrand::f64() / 2.0);
+        self.next = (self.next * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(d).await;
+    }
+}

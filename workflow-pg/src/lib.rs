@@ -1,0 +1,179 @@
+//! The PostgreSQL [`Store`] of wf.
+//!
+//! [`PgStore`] implements the engine's persistence seam on sqlx: batched
+//! claims with `FOR UPDATE SKIP LOCKED`, leases on the database clock with a
+//! fencing token, completions that promote dependents through counters in
+//! the same transaction, rescue of expired leases, operator actions recorded
+//! in `wf.step_events`, and LISTEN/NOTIFY wake-ups (polling stays the source
+//! of truth). SQL lives only in this crate, one module per aggregate:
+//!
+//! * [`schema`]: the embedded migrations and the start-up version check.
+//! * `runs`: starting runs, reading them, operator actions.
+//! * `steps`: claim, heartbeat, complete, fail, release, rescue, fan-in.
+//! * `history`, `workers`: the step history and the worker registry.
+//! * `notify`: the listener that turns NOTIFY into wake-ups.
+//! * `error`: maps `sqlx::Error` to [`StoreError`] once.
+//!
+//! [`Store`]: workflow_core::Store
+//! [`StoreError`]: workflow_core::StoreError
+
+mod error;
+mod history;
+mod notify;
+mod runs;
+pub mod schema;
+mod steps;
+mod workers;
+
+pub use crate::error::interpret;
+pub use crate::schema::{MIGRATIONS_TABLE, migrator};
+
+use sqlx::PgPool;
+use std::sync::Arc;
+use workflow_core::store::*;
+use workflow_core::{Lease, Resources, RunId, StepState, StoreError, TxFence, WorkerId};
+
+/// The NOTIFY channel for "ready work may be waiting".
+pub const CHANNEL: &str = "wf_ready";
+
+/// The engine's store on PostgreSQL. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    wakeups: Arc<tokio::sync::Notify>,
+}
+
+impl PgStore {
+    /// A store over `pool`, which should be the control plane's own pool
+    /// (claims, heartbeats, completions), not the one steps use for their work.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, wakeups: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Starts listening for wake-ups in the background (reconnecting after
+    /// errors, then polling once since notifications sent meanwhile are lost).
+    pub fn start_listener(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(notify::listen(self.pool.clone(), self.wakeups.clone()))
+    }
+
+    /// Starts a run inside the caller's own transaction (`conn`), so a run
+    /// can be started atomically with the caller's writes.
+    pub async fn run_insert_in(conn: &mut sqlx::PgConnection, p: RunInsert) -> Result<RunInserted, StoreError> {
+        runs::insert(conn, p).await
+    }
+}
+
+impl workflow_core::Store for PgStore {
+    async fn schema_check(&self) -> Result<(), StoreError> {
+        schema::check(&self.pool).await
+    }
+
+    async fn run_insert(&self, p: RunInsert) -> Result<RunInserted, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(interpret)?;
+        let r = runs::insert(&mut tx, p).await?;
+        tx.commit().await.map_err(interpret)?;
+        Ok(r)
+    }
+
+    async fn steps_claim(&self, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
+        steps::claim(&self.pool, p).await
+    }
+
+    async fn leases_extend(&self, p: LeasesExtend) -> Result<Vec<Lease>, StoreError> {
+        steps::extend(&self.pool, p).await
+    }
+
+    async fn steps_complete(&self, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
+        steps::complete_batch(&self.pool, p).await
+    }
+
+    async fn step_fail(&self, p: StepFail) -> Result<StepState, StoreError> {
+        steps::fail(&self.pool, p).await
+    }
+
+    async fn steps_release(&self, p: StepsRelease) -> Result<usize, StoreError> {
+        steps::release(&self.pool, p).await
+    }
+
+    async fn leases_rescue(&self, limit: u32) -> Result<Rescued, StoreError> {
+        steps::rescue(&self.pool, limit).await
+    }
+
+    async fn run_resume(&self, p: OperatorAction) -> Result<usize, StoreError> {
+        runs::resume(&self.pool, p).await
+    }
+
+    async fn run_cancel(&self, p: OperatorAction) -> Result<usize, StoreError> {
+        runs::cancel(&self.pool, p).await
+    }
+
+    async fn step_retry(&self, p: OperatorAction) -> Result<usize, StoreError> {
+        runs::retry_step(&self.pool, p).await
+    }
+
+    async fn step_skip(&self, p: OperatorAction) -> Result<usize, StoreError> {
+        runs::skip_step(&self.pool, p).await
+    }
+
+    async fn run_get(&self, id: RunId) -> Result<RunInfo, StoreError> {
+        runs::get(&self.pool, id).await
+    }
+
+    async fn runs_list(&self, f: RunsFilter) -> Result<Vec<RunInfo>, StoreError> {
+        runs::list(&self.pool, f).await
+    }
+
+    async fn steps_list(&self, run: RunId) -> Result<Vec<StepInfo>, StoreError> {
+        history::steps(&self.pool, run).await
+    }
+
+    async fn events_list(&self, run: RunId, step: Option<String>) -> Result<Vec<EventInfo>, StoreError> {
+        history::events(&self.pool, run, step).await
+    }
+
+    async fn worker_register(&self, w: WorkerInfo) -> Result<(), StoreError> {
+        workers::register(&self.pool, w).await
+    }
+
+    async fn worker_touch(&self, id: WorkerId, stopped: bool) -> Result<(), StoreError> {
+        workers::touch(&self.pool, id, stopped).await
+    }
+
+    async fn workers_list(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        workers::list(&self.pool).await
+    }
+
+    fn wakeups(&self) -> Arc<tokio::sync::Notify> {
+        self.wakeups.clone()
+    }
+
+    fn provide_resources(&self, resources: &mut Resources) {
+        let fence: Arc<dyn TxFence<sqlx::PgConnection>> = Arc::new(PgFence);
+        resources.insert(fence);
+    }
+}
+
+/// Records a transactional step's completion in the step's own transaction.
+struct PgFence;
+
+#[async_trait::async_trait]
+impl TxFence<sqlx::PgConnection> for PgFence {
+    async fn complete_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        lease: Lease,
+        output: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let items = vec![StepCompletion { lease, completion: Completion::Output(output.clone()) }];
+        let r = steps::complete_on(conn, None, items, 0).await?;
+        if r.completed.is_empty() {
+            return Err(StoreError::LeaseLost { step: lease.step.0, token: lease.token });
+        }
+        Ok(())
+    }
+}

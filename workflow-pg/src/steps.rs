@@ -1,0 +1,632 @@
+//! Steps: claim, heartbeat, complete, fail, release, rescue, and fan-in.
+//!
+//! Every transition is guarded in its `WHERE` clause (`status = 'running'
+//! AND lease_token = $token` for a leased step); a guard that matches no row
+//! is a lost lease, never an overwrite. Fan-in goes through counters:
+//! each step's `pending_deps` and each run's `remaining` are decremented
+//! with `UPDATE ... RETURNING` in the completing transaction, so two last
+//! upstreams finishing at once serialise on the dependent's row lock.
+
+use crate::error::is_conflict;
+use crate::interpret;
+use sqlx::{PgConnection, PgPool};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use uuid::Uuid;
+use workflow_core::store::*;
+use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError, WorkerId};
+
+const CLAIM: &str = r#"
+WITH c AS MATERIALIZED (
+    SELECT id FROM wf.steps
+    WHERE status = 'ready' AND available_at <= now()
+      AND queue = ANY($1) AND step_type = ANY($2)
+    ORDER BY available_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE wf.steps s
+    SET status = 'running', worker_id = $4, attempt = s.attempt + 1, lease_token = s.lease_token + 1,
+        lease_expires_at = now() + $5 * interval '1 millisecond', started_at = clock_timestamp(),
+        finished_at = NULL
+    FROM c WHERE s.id = c.id
+    RETURNING s.id, s.run_id, s.name, s.step_type, s.definition, s.attempt, s.max_attempts, s.timeout_ms,
+              s.backoff_ms, s.backoff_max_ms, s.lease_token, s.n_deps
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token)
+    SELECT run_id, id, 'claimed', 'ready', 'running', attempt, $4, lease_token FROM upd
+), started AS (
+    UPDATE wf.runs SET started_at = clock_timestamp()
+    WHERE id IN (SELECT run_id FROM upd) AND started_at IS NULL
+)
+SELECT upd.id, upd.run_id, upd.name, upd.step_type, upd.definition, upd.attempt, upd.max_attempts,
+       upd.timeout_ms, upd.backoff_ms, upd.backoff_max_ms, upd.lease_token, upd.n_deps,
+       r.workflow, r.correlation_id
+FROM upd JOIN wf.runs r ON r.id = upd.run_id
+ORDER BY upd.id
+"#;
+
+type ClaimRow = (i64, Uuid, String, String, serde_json::Value, i32, i32, Option<i64>, i64, i64, i64, i32, String, String);
+
+/// Claims up to `limit` ready steps of the given queues and types.
+pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
+    let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+        .bind(&p.queues)
+        .bind(&p.step_types)
+        .bind(i64::from(p.limit))
+        .bind(p.worker.0)
+        .bind(millis(p.lease_ttl))
+        .fetch_all(pool)
+        .await
+        .map_err(interpret)?;
+    let with_deps: Vec<i64> = rows.iter().filter(|r| r.11 > 0).map(|r| r.0).collect();
+    let mut upstream: HashMap<i64, BTreeMap<String, serde_json::Value>> = HashMap::new();
+    if !with_deps.is_empty() {
+        let outs: Vec<(i64, String, Option<serde_json::Value>)> = sqlx::query_as(
+            "SELECT d.step_id, u.name, u.output FROM wf.step_deps d JOIN wf.steps u ON u.id = d.depends_on
+             WHERE d.step_id = ANY($1)",
+        )
+        .bind(&with_deps)
+        .fetch_all(pool)
+        .await
+        .map_err(interpret)?;
+        for (id, name, out) in outs {
+            upstream.entry(id).or_default().insert(name, out.unwrap_or_default());
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| ClaimedStep {
+            lease: Lease { step: StepId(r.0), token: r.10 },
+            run_id: RunId(r.1),
+            name: r.2,
+            step_type: r.3,
+            definition: r.4,
+            attempt: r.5 as u32,
+            retry: RetryPolicy {
+                max_attempts: r.6 as u32,
+                initial_backoff: Duration::from_millis(r.8 as u64),
+                max_backoff: Duration::from_millis(r.9 as u64),
+                timeout: r.7.map(|t| Duration::from_millis(t as u64)),
+            },
+            correlation_id: r.13,
+            workflow: r.12,
+            upstream: upstream.remove(&r.0).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Extends the exact (id, token) pairs; returns those that still hold.
+/// Touches only `lease_expires_at`, which no index covers: a HOT update.
+pub(crate) async fn extend(pool: &PgPool, p: LeasesExtend) -> Result<Vec<Lease>, StoreError> {
+    let (ids, tokens) = split(&p.leases);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "UPDATE wf.steps s SET lease_expires_at = now() + $3 * interval '1 millisecond'
+         FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
+         WHERE s.id = t.id AND s.lease_token = t.token AND s.status = 'running'
+         RETURNING s.id, s.lease_token",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(millis(p.lease_ttl))
+    .fetch_all(pool)
+    .await
+    .map_err(interpret)?;
+    Ok(rows.into_iter().map(|(id, token)| Lease { step: StepId(id), token }).collect())
+}
+
+/// Completes a batch in one transaction, retrying on deadlock.
+pub(crate) async fn complete_batch(pool: &PgPool, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
+    with_tx(pool, |conn| Box::pin(complete_on(conn, Some(p.worker), p.items.clone(), p.notify_above))).await
+}
+
+const COMPLETE: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[], $4::bool[]) AS t(id, token, output, expanded)
+), done AS (
+    UPDATE wf.steps s
+    SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
+    FROM input i
+    WHERE s.id = i.id AND s.lease_token = i.token AND s.status = 'running'
+    RETURNING s.id, s.run_id, s.name, s.attempt, s.worker_id, s.lease_token, i.expanded,
+              (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
+    SELECT run_id, id, CASE WHEN expanded THEN 'expanded' ELSE 'succeeded' END, 'running', 'succeeded',
+           attempt, worker_id, lease_token, ms
+    FROM done
+)
+SELECT id, run_id, name, lease_token FROM done ORDER BY id
+"#;
+
+/// Completes steps inside the caller's open transaction: records results,
+/// inserts fan-out children, promotes dependents, updates run counters.
+pub(crate) async fn complete_on(
+    conn: &mut PgConnection,
+    _worker: Option<WorkerId>,
+    items: Vec<StepCompletion>,
+    notify_above: usize,
+) -> Result<StepsCompleted, StoreError> {
+    let mut ids = Vec::with_capacity(items.len());
+    let mut tokens = Vec::with_capacity(items.len());
+    let mut outputs = Vec::with_capacity(items.len());
+    let mut expanded = Vec::with_capacity(items.len());
+    let mut children: HashMap<i64, Vec<NewStep>> = HashMap::new();
+    for it in &items {
+        ids.push(it.lease.step.0);
+        tokens.push(it.lease.token);
+        match &it.completion {
+            Completion::Output(v) => {
+                outputs.push(v.clone());
+                expanded.push(false);
+            }
+            Completion::Expand(c) => {
+                let names: Vec<&str> = c.iter().map(|s| s.name.as_str()).collect();
+                outputs.push(serde_json::json!({ "children": names }));
+                expanded.push(true);
+                children.insert(it.lease.step.0, c.clone());
+            }
+        }
+    }
+    let done: Vec<(i64, Uuid, String, i64)> = sqlx::query_as(COMPLETE)
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&outputs)
+        .bind(&expanded)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(interpret)?;
+    let accepted: std::collections::HashSet<(i64, i64)> = done.iter().map(|d| (d.0, d.3)).collect();
+    let mut deltas = RunDeltas::default();
+    let mut promoted = 0usize;
+    for (id, run, _, _) in &done {
+        deltas.ended(*run, false);
+        if let Some(kids) = children.remove(id) {
+            promoted += expand(conn, *id, *run, &kids, &mut deltas).await?;
+        }
+    }
+    let ended: Vec<(i64, bool)> = done.iter().map(|d| (d.0, true)).collect();
+    promoted += propagate(conn, ended, &mut deltas).await?;
+    deltas.apply(conn).await?;
+    if promoted > notify_above {
+        notify(conn).await?;
+    }
+    let (completed, rejected) = items.iter().map(|i| i.lease).partition(|l| accepted.contains(&(l.step.0, l.token)));
+    Ok(StepsCompleted { completed, rejected, promoted })
+}
+
+/// Inserts a fanned-out step's children (ready at once) and makes the
+/// parent's dependents wait for them too. Returns how many became ready.
+async fn expand(
+    conn: &mut PgConnection,
+    parent: i64,
+    run: Uuid,
+    kids: &[NewStep],
+    deltas: &mut RunDeltas,
+) -> Result<usize, StoreError> {
+    let ids = insert_steps(conn, run, Some(parent), kids).await?;
+    let child_ids: Vec<i64> = ids.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO wf.step_deps (step_id, depends_on)
+         SELECT d.step_id, c FROM wf.step_deps d CROSS JOIN unnest($2::bigint[]) AS c WHERE d.depends_on = $1",
+    )
+    .bind(parent)
+    .bind(&child_ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    sqlx::query(
+        "UPDATE wf.steps SET pending_deps = pending_deps + $2, n_deps = n_deps + $2
+         WHERE id IN (SELECT step_id FROM wf.step_deps WHERE depends_on = $1) AND status = 'blocked'",
+    )
+    .bind(parent)
+    .bind(child_ids.len() as i32)
+    .execute(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    deltas.added(run, kids.len() as i32);
+    Ok(kids.len())
+}
+
+const PROPAGATE: &str = r#"
+WITH ended AS (
+    SELECT * FROM unnest($1::bigint[], $2::bool[]) AS t(id, ok)
+), agg AS (
+    SELECT d.step_id, count(*)::int AS n, (count(*) FILTER (WHERE NOT e.ok))::int AS bad
+    FROM wf.step_deps d JOIN ended e ON e.id = d.depends_on
+    GROUP BY d.step_id
+), locked AS MATERIALIZED (
+    SELECT s.id FROM wf.steps s JOIN agg ON agg.step_id = s.id
+    WHERE s.status = 'blocked' ORDER BY s.id FOR UPDATE OF s
+), upd AS (
+    UPDATE wf.steps s
+    SET pending_deps = s.pending_deps - agg.n,
+        failed_deps = s.failed_deps + agg.bad,
+        status = CASE
+            WHEN s.trigger = 'all_succeeded' AND s.failed_deps + agg.bad > 0 THEN 'upstream_failed'
+            WHEN s.pending_deps - agg.n = 0 THEN 'ready'
+            ELSE 'blocked' END::wf.step_state,
+        available_at = now(),
+        finished_at = CASE WHEN s.trigger = 'all_succeeded' AND s.failed_deps + agg.bad > 0
+                           THEN clock_timestamp() END
+    FROM agg JOIN locked ON locked.id = agg.step_id
+    WHERE s.id = agg.step_id
+    RETURNING s.id, s.run_id, s.status, s.attempt
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
+    SELECT run_id, id, CASE WHEN status = 'ready' THEN 'deps_met' ELSE 'upstream_failed' END, 'blocked', status, attempt
+    FROM upd WHERE status <> 'blocked'
+)
+SELECT id, run_id, status::text FROM upd WHERE status <> 'blocked'
+"#;
+
+/// Tells the dependents of `ended` steps (id, succeeded) that an upstream
+/// ended, transitively for upstream failures. Returns how many became ready.
+pub(crate) async fn propagate(
+    conn: &mut PgConnection,
+    mut ended: Vec<(i64, bool)>,
+    deltas: &mut RunDeltas,
+) -> Result<usize, StoreError> {
+    let mut promoted = 0;
+    while !ended.is_empty() {
+        let (ids, oks): (Vec<i64>, Vec<bool>) = ended.drain(..).unzip();
+        let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(PROPAGATE)
+            .bind(&ids)
+            .bind(&oks)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(interpret)?;
+        for (id, run, status) in rows {
+            if status == "ready" {
+                promoted += 1;
+            } else {
+                deltas.ended(run, true);
+                ended.push((id, false));
+            }
+        }
+    }
+    Ok(promoted)
+}
+
+const FAIL: &str = r#"
+WITH upd AS (
+    UPDATE wf.steps
+    SET status = CASE WHEN $3 AND attempt < max_attempts THEN 'ready' ELSE 'failed' END::wf.step_state,
+        available_at = now() + $4 * interval '1 millisecond',
+        lease_expires_at = NULL,
+        last_error = $5,
+        finished_at = CASE WHEN $3 AND attempt < max_attempts THEN NULL ELSE clock_timestamp() END
+    WHERE id = $1 AND lease_token = $2 AND status = 'running'
+    RETURNING id, run_id, status, attempt, worker_id, lease_token,
+              (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint AS ms
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms, error)
+    SELECT run_id, id, $6, 'running', status, attempt, worker_id, lease_token, ms, $5 FROM upd
+)
+SELECT run_id, status::text FROM upd
+"#;
+
+/// Records a failed attempt: back to ready after a backoff, or failed (and
+/// its dependents told).
+pub(crate) async fn fail(pool: &PgPool, p: StepFail) -> Result<StepState, StoreError> {
+    with_tx(pool, |conn| {
+        let p = p.clone();
+        Box::pin(async move {
+            let event = match p.kind {
+                FailKind::Error => "failed",
+                FailKind::Timeout => "timed_out",
+            };
+            let row: Option<(Uuid, String)> = sqlx::query_as(FAIL)
+                .bind(p.lease.step.0)
+                .bind(p.lease.token)
+                .bind(p.retry_in.is_some())
+                .bind(p.retry_in.map(millis).unwrap_or(0))
+                .bind(&p.error)
+                .bind(event)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(interpret)?;
+            let Some((run, status)) = row else {
+                return Err(StoreError::LeaseLost { step: p.lease.step.0, token: p.lease.token });
+            };
+            let status = parse_status(&status)?;
+            if status == StepState::Failed {
+                let mut deltas = RunDeltas::default();
+                deltas.ended(run, true);
+                propagate(conn, vec![(p.lease.step.0, false)], &mut deltas).await?;
+                deltas.apply(conn).await?;
+            }
+            Ok(status)
+        })
+    })
+    .await
+}
+
+/// Gives leases back: ready at once, the attempt not counted.
+pub(crate) async fn release(pool: &PgPool, p: StepsRelease) -> Result<usize, StoreError> {
+    let (ids, tokens) = split(&p.leases);
+    with_tx(pool, |conn| {
+        let (ids, tokens) = (ids.clone(), tokens.clone());
+        Box::pin(async move {
+            let n: Vec<(i64,)> = sqlx::query_as(
+                "WITH upd AS (
+                    UPDATE wf.steps s
+                    SET status = 'ready', attempt = s.attempt - 1, lease_expires_at = NULL, available_at = now()
+                    FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
+                    WHERE s.id = t.id AND s.lease_token = t.token AND s.status = 'running'
+                    RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
+                              (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+                 ), ev AS (
+                    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
+                    SELECT run_id, id, 'released', 'running', 'ready', attempt + 1, worker_id, lease_token, ms FROM upd
+                 )
+                 SELECT id FROM upd",
+            )
+            .bind(&ids)
+            .bind(&tokens)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(interpret)?;
+            if !n.is_empty() {
+                notify(conn).await?;
+            }
+            Ok(n.len())
+        })
+    })
+    .await
+}
+
+const RESCUE: &str = r#"
+WITH x AS MATERIALIZED (
+    SELECT id FROM wf.steps
+    WHERE status = 'running' AND lease_expires_at < now()
+    ORDER BY id LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE wf.steps s
+    SET status = CASE WHEN s.attempt < s.max_attempts THEN 'ready' ELSE 'failed' END::wf.step_state,
+        lease_expires_at = NULL,
+        available_at = now(),
+        last_error = 'lease expired: worker ' || s.worker_id || ' stopped heartbeating',
+        finished_at = CASE WHEN s.attempt < s.max_attempts THEN NULL ELSE clock_timestamp() END
+    FROM x WHERE s.id = x.id
+    RETURNING s.id, s.run_id, s.status, s.attempt, s.worker_id, s.lease_token, s.last_error,
+              (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms, error)
+    SELECT run_id, id, 'lease_expired', 'running', status, attempt, worker_id, lease_token, ms, last_error FROM upd
+)
+SELECT id, run_id, status::text FROM upd
+"#;
+
+/// Returns expired leases to ready, or to failed when attempts are exhausted.
+pub(crate) async fn rescue(pool: &PgPool, limit: u32) -> Result<Rescued, StoreError> {
+    with_tx(pool, |conn| {
+        Box::pin(async move {
+            let rows: Vec<(i64, Uuid, String)> =
+                sqlx::query_as(RESCUE).bind(i64::from(limit)).fetch_all(&mut *conn).await.map_err(interpret)?;
+            let mut r = Rescued::default();
+            let mut deltas = RunDeltas::default();
+            let mut failed = Vec::new();
+            for (id, run, status) in rows {
+                if status == "ready" {
+                    r.retried += 1;
+                } else {
+                    r.failed += 1;
+                    deltas.ended(run, true);
+                    failed.push((id, false));
+                }
+            }
+            propagate(conn, failed, &mut deltas).await?;
+            deltas.apply(conn).await?;
+            if r.retried > 0 {
+                notify(conn).await?;
+            }
+            Ok(r)
+        })
+    })
+    .await
+}
+
+/// Inserts steps of one run (ready when they have no upstream, else
+/// blocked), their dependency edges and `created` events. Returns ids by name.
+pub(crate) async fn insert_steps(
+    conn: &mut PgConnection,
+    run: Uuid,
+    parent: Option<i64>,
+    steps: &[NewStep],
+) -> Result<HashMap<String, i64>, StoreError> {
+    let n = steps.len();
+    let mut names = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut defs = Vec::with_capacity(n);
+    let mut queues = Vec::with_capacity(n);
+    let mut triggers = Vec::with_capacity(n);
+    let mut n_deps = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut timeouts: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut backoffs = Vec::with_capacity(n);
+    let mut backoff_maxes = Vec::with_capacity(n);
+    for s in steps {
+        let mut deps: Vec<&String> = s.after.iter().collect();
+        deps.sort();
+        deps.dedup();
+        names.push(s.name.clone());
+        types.push(s.step_type.clone());
+        defs.push(s.definition.clone());
+        queues.push(s.queue.clone());
+        triggers.push(s.trigger.as_str().to_owned());
+        n_deps.push(deps.len() as i32);
+        attempts.push(s.retry.max_attempts.max(1) as i32);
+        timeouts.push(s.retry.timeout.map(millis));
+        backoffs.push(millis(s.retry.initial_backoff));
+        backoff_maxes.push(millis(s.retry.max_backoff));
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "WITH ins AS (
+            INSERT INTO wf.steps (run_id, parent_id, name, step_type, definition, queue, trigger, status,
+                                  pending_deps, n_deps, max_attempts, policy_attempts, timeout_ms, backoff_ms, backoff_max_ms)
+            SELECT $1, $2, name, step_type, definition, queue, trigger::wf.trigger_rule,
+                   CASE WHEN n_deps = 0 THEN 'ready' ELSE 'blocked' END::wf.step_state,
+                   n_deps, n_deps, attempts, attempts, timeout_ms, backoff_ms, backoff_max_ms
+            FROM unnest($3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::int[], $9::int[],
+                        $10::bigint[], $11::bigint[], $12::bigint[])
+                 AS t(name, step_type, definition, queue, trigger, n_deps, attempts, timeout_ms, backoff_ms, backoff_max_ms)
+            RETURNING id, run_id, name, status
+         ), ev AS (
+            INSERT INTO wf.step_events (run_id, step_id, event, to_status, attempt)
+            SELECT run_id, id, 'created', status, 0 FROM ins
+         )
+         SELECT name, id FROM ins",
+    )
+    .bind(run)
+    .bind(parent)
+    .bind(&names)
+    .bind(&types)
+    .bind(&defs)
+    .bind(&queues)
+    .bind(&triggers)
+    .bind(&n_deps)
+    .bind(&attempts)
+    .bind(&timeouts)
+    .bind(&backoffs)
+    .bind(&backoff_maxes)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| match interpret(e) {
+        StoreError::Other(m) if m.contains("23505") => StoreError::Conflict(format!("duplicate step name: {m}")),
+        other => other,
+    })?;
+    let ids: HashMap<String, i64> = rows.into_iter().collect();
+    let mut from = Vec::new();
+    let mut to = Vec::new();
+    for s in steps {
+        let mut deps: Vec<&String> = s.after.iter().collect();
+        deps.sort();
+        deps.dedup();
+        for d in deps {
+            let dep = ids
+                .get(d)
+                .ok_or_else(|| StoreError::Conflict(format!("step {} depends on unknown step {d}", s.name)))?;
+            from.push(ids[&s.name]);
+            to.push(*dep);
+        }
+    }
+    if !from.is_empty() {
+        sqlx::query("INSERT INTO wf.step_deps (step_id, depends_on) SELECT * FROM unnest($1::bigint[], $2::bigint[])")
+            .bind(&from)
+            .bind(&to)
+            .execute(&mut *conn)
+            .await
+            .map_err(interpret)?;
+    }
+    Ok(ids)
+}
+
+/// Per-run changes of the `remaining` and `failed_steps` counters, applied
+/// once per transaction in run-id order.
+#[derive(Default)]
+pub(crate) struct RunDeltas {
+    by_run: BTreeMap<Uuid, (i32, i32)>,
+}
+
+impl RunDeltas {
+    /// A step of `run` ended (`failed`: failed or upstream-failed).
+    pub(crate) fn ended(&mut self, run: Uuid, failed: bool) {
+        let e = self.by_run.entry(run).or_default();
+        e.0 -= 1;
+        e.1 += i32::from(failed);
+    }
+
+    /// Steps were added to `run` (fan-out).
+    pub(crate) fn added(&mut self, run: Uuid, n: i32) {
+        self.by_run.entry(run).or_default().0 += n;
+    }
+
+    /// Applies the deltas; a run whose `remaining` reaches 0 ends.
+    pub(crate) async fn apply(self, conn: &mut PgConnection) -> Result<(), StoreError> {
+        if self.by_run.is_empty() {
+            return Ok(());
+        }
+        let (runs, (dn, df)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
+            self.by_run.into_iter().map(|(r, (n, f))| (r, (n, f))).unzip();
+        sqlx::query(
+            "UPDATE wf.runs r
+             SET remaining = r.remaining + d.dn,
+                 failed_steps = r.failed_steps + d.df,
+                 status = CASE WHEN r.status = 'cancelled' THEN r.status
+                               WHEN r.remaining + d.dn > 0 THEN 'running'
+                               WHEN r.cancelled_steps > 0 THEN 'cancelled'
+                               WHEN r.failed_steps + d.df > 0 THEN 'failed'
+                               ELSE 'succeeded' END::wf.run_state,
+                 finished_at = CASE WHEN r.status = 'cancelled' THEN r.finished_at
+                                    WHEN r.remaining + d.dn > 0 THEN NULL
+                                    ELSE clock_timestamp() END
+             FROM (SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[]) AS t(id, dn, df) ORDER BY id) d
+             WHERE r.id = d.id",
+        )
+        .bind(&runs)
+        .bind(&dn)
+        .bind(&df)
+        .execute(&mut *conn)
+        .await
+        .map_err(interpret)?;
+        Ok(())
+    }
+}
+
+/// Wakes listening workers (once per transaction: NOTIFY serialises commits).
+pub(crate) async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')").bind(crate::CHANNEL).execute(&mut *conn).await.map_err(interpret)?;
+    Ok(())
+}
+
+/// Runs `f` in a transaction, retrying it on deadlock or serialization failure.
+pub(crate) async fn with_tx<T, F>(pool: &PgPool, mut f: F) -> Result<T, StoreError>
+where
+    F: for<'c> FnMut(
+        &'c mut PgConnection,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'c>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut tx = pool.begin().await.map_err(interpret)?;
+        let r = f(&mut tx).await;
+        let r = match r {
+            Ok(v) => tx.commit().await.map(|()| v).map_err(|e| (is_conflict(&e), interpret(e))),
+            Err(e) => {
+                let conflict = matches!(&e, StoreError::Unavailable(m) if m.starts_with("transaction conflict"));
+                drop(tx);
+                Err((conflict, e))
+            }
+        };
+        match r {
+            Ok(v) => return Ok(v),
+            Err((true, _)) if tries < 8 => {
+                tokio::time::sleep(Duration::from_millis(fastrand_ms(tries))).await;
+            }
+            Err((_, e)) => return Err(e),
+        }
+    }
+}
+
+fn fastrand_ms(tries: u32) -> u64 {
+    // Small, growing pause before retrying a transaction that lost a deadlock.
+    u64::from(tries) * 3 + u64::from(std::process::id() % 5)
+}
+
+pub(crate) fn parse_status(s: &str) -> Result<StepState, StoreError> {
+    StepState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown step status {s:?}")))
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.step.0, l.token)).unzip()
+}
+
+#[allow(dead_code)]
+fn _assert_worker_id_used(_: WorkerId) {}
