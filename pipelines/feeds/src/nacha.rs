@@ -22,7 +22,9 @@ pub const RECORD: usize = 94;
 pub fn looks_like(head: &[u8]) -> bool {
     let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
     let h = &head[start..];
-    h.len() >= 40 && h.starts_with(b"101") && &h[34..37] == b"094"
+    // The record-size field "094" sits at positions 35-37; a header with a
+    // field one character short still counts, and is reported when read.
+    h.len() >= 40 && h.starts_with(b"101") && h[30..40].windows(3).any(|w| w == b"094")
 }
 
 /// Splits the stream into 94-byte records, with or without line breaks.
