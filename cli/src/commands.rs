@@ -1,6 +1,9 @@
 //! What each command does: resolve the database, call the store, render.
 
-use crate::args::{Cli, Command, DbCommand, ListCommand, ListRunsArgs, LogFormat, RunCommand, RunsCommand, StartArgs, StepCommand, WorkerArgs};
+use crate::args::{
+    Cli, Command, DbCommand, ListCommand, ListRunsArgs, LogFormat, RunCommand, RunsCommand, StartArgs, StepCommand,
+    WorkerArgs,
+};
 use crate::connect;
 use crate::embedded::{Embedded, Status};
 use crate::render;
@@ -129,7 +132,10 @@ pub async fn store(url: Option<&str>) -> Result<PgStore> {
 fn runs_filter(a: ListRunsArgs) -> Result<RunsFilter> {
     let status = a
         .status
-        .map(|s| RunState::parse(&s).ok_or_else(|| anyhow!("bad --status {s:?}: expected running, succeeded, failed or cancelled")))
+        .map(|s| {
+            RunState::parse(&s)
+                .ok_or_else(|| anyhow!("bad --status {s:?}: expected running, succeeded, failed or cancelled"))
+        })
         .transpose()?;
     let since = a.since.map(|s| parse_since(&s, chrono::Utc::now())).transpose()?;
     Ok(RunsFilter { status, workflow: a.workflow, correlation_id: a.correlation_id, since, limit: a.limit })
@@ -140,7 +146,8 @@ pub fn parse_since(s: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    let d = humantime::parse_duration(s).map_err(|_| anyhow!("bad --since {s:?}: expected an RFC 3339 time or a duration such as 2h"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|_| anyhow!("bad --since {s:?}: expected an RFC 3339 time or a duration such as 2h"))?;
     Ok(now - chrono::Duration::from_std(d)?)
 }
 
@@ -159,7 +166,13 @@ pub fn plan(registry: &Registry, args: &StartArgs) -> Result<RunInsert> {
     Ok(insert)
 }
 
-async fn start(url: Option<&str>, args: StartArgs, registry: &Registry, json: bool, out: &mut dyn Write) -> Result<ExitCode> {
+async fn start(
+    url: Option<&str>,
+    args: StartArgs,
+    registry: &Registry,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let insert = plan(registry, &args)?;
     let store = store(url).await?;
     let r = store.run_insert(insert).await?;

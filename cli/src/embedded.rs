@@ -57,13 +57,10 @@ pub fn find_bindir() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path));
     }
-    candidates
-        .into_iter()
-        .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
-        .context(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: install them \
+    candidates.into_iter().find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file()).context(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them \
              (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL",
-        )
+    )
 }
 
 impl Embedded {
@@ -81,7 +78,10 @@ impl Embedded {
             },
         };
         if root && base.starts_with("/root") {
-            bail!("as root the embedded cluster belongs to the postgres user and cannot live under /root ({}); set WF_HOME elsewhere", base.display());
+            bail!(
+                "as root the embedded cluster belongs to the postgres user and cannot live under /root ({}); set WF_HOME elsewhere",
+                base.display()
+            );
         }
         Ok(Self { base, bindir: find_bindir()?, as_postgres: root })
     }
@@ -126,7 +126,9 @@ impl Embedded {
             if self.as_postgres {
                 let st = Command::new("chown").arg("postgres:").arg(&dir).status().context("chown")?;
                 if !st.success() {
-                    bail!("running as root needs the `postgres` OS user to own the cluster; create it or set DATABASE_URL");
+                    bail!(
+                        "running as root needs the `postgres` OS user to own the cluster; create it or set DATABASE_URL"
+                    );
                 }
             }
         }
@@ -169,7 +171,10 @@ impl Embedded {
             let opts = format!("-k {} -c listen_addresses=''", path_str(&self.sock())?);
             let log = self.data().join("wf-server.log");
             let out = self
-                .pg("pg_ctl", &["-D", path_str(&self.data())?, "-l", path_str(&log)?, "-w", "-t", "60", "-o", &opts, "start"])
+                .pg(
+                    "pg_ctl",
+                    &["-D", path_str(&self.data())?, "-l", path_str(&log)?, "-w", "-t", "60", "-o", &opts, "start"],
+                )
                 .output()
                 .context("cannot run pg_ctl")?;
             if !out.status.success() {

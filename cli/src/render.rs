@@ -63,7 +63,8 @@ pub fn runs(out: &mut dyn Write, runs: &[RunInfo], as_json: bool) -> io::Result<
     let mut t = table(&["RUN", "WORKFLOW", "STATUS", "STEPS", "CORRELATION", "CREATED", "DURATION"]);
     for r in runs {
         let total: i64 = r.step_counts.values().sum();
-        let done = r.step_counts.get("succeeded").copied().unwrap_or(0) + r.step_counts.get("skipped").copied().unwrap_or(0);
+        let done =
+            r.step_counts.get("succeeded").copied().unwrap_or(0) + r.step_counts.get("skipped").copied().unwrap_or(0);
         t.add_row(vec![
             r.id.to_string(),
             r.workflow.clone(),
@@ -100,8 +101,11 @@ pub fn waiting_for(step: &StepInfo, workers: &[WorkerInfo], now: DateTime<Utc>) 
     if step.status != StepState::Ready || step.available_at > now {
         return None;
     }
-    let live = |w: &&WorkerInfo| w.stopped_at.is_none() && w.last_seen_at.is_some_and(|t| now - t < chrono::Duration::seconds(60));
-    let can = workers.iter().filter(live).any(|w| w.step_types.contains(&step.step_type) && w.queues.contains(&step.queue));
+    let live = |w: &&WorkerInfo| {
+        w.stopped_at.is_none() && w.last_seen_at.is_some_and(|t| now - t < chrono::Duration::seconds(60))
+    };
+    let can =
+        workers.iter().filter(live).any(|w| w.step_types.contains(&step.step_type) && w.queues.contains(&step.queue));
     (!can).then(|| format!("no live worker runs step type {} on queue {}", step.step_type, step.queue))
 }
 
@@ -115,7 +119,8 @@ pub fn run_show(
     as_json: bool,
 ) -> io::Result<()> {
     let late = run.deadline.is_some_and(|d| run.finished_at.unwrap_or(now) > d);
-    let views: Vec<StepView> = steps.iter().map(|s| StepView { step: s, waiting_for: waiting_for(s, workers, now) }).collect();
+    let views: Vec<StepView> =
+        steps.iter().map(|s| StepView { step: s, waiting_for: waiting_for(s, workers, now) }).collect();
     if as_json {
         return json(out, &RunView { run, late, steps: views });
     }
@@ -131,12 +136,17 @@ pub fn run_show(
     writeln!(out, "created      {} by {}", time(Some(run.created_at)), run.created_by)?;
     writeln!(out, "started      {}", time(run.started_at))?;
     writeln!(out, "finished     {}", time(run.finished_at))?;
-    writeln!(out, "duration     {}", dur_ms(span(run.started_at.or(Some(run.created_at)), run.finished_at.or(Some(now)))))?;
+    writeln!(
+        out,
+        "duration     {}",
+        dur_ms(span(run.started_at.or(Some(run.created_at)), run.finished_at.or(Some(now))))
+    )?;
     if let Some(d) = run.deadline {
         writeln!(out, "deadline     {}{}", time(Some(d)), if late { "  LATE" } else { "" })?;
     }
     writeln!(out)?;
-    let mut t = table(&["STEP", "STATUS", "ATTEMPTS", "WORKER", "LEASE EXPIRES", "STARTED", "FINISHED", "DURATION", "NOTE"]);
+    let mut t =
+        table(&["STEP", "STATUS", "ATTEMPTS", "WORKER", "LEASE EXPIRES", "STARTED", "FINISHED", "DURATION", "NOTE"]);
     for v in &views {
         let s = v.step;
         let note = v.waiting_for.clone().or_else(|| s.last_error.as_deref().map(|e| short(e, 60))).unwrap_or_default();
@@ -189,7 +199,11 @@ pub fn history(out: &mut dyn Write, events: &[EventInfo], as_json: bool) -> io::
 }
 
 /// `wf workflows list`.
-pub fn workflows<'a>(out: &mut dyn Write, entries: impl Iterator<Item = &'a WorkflowEntry>, as_json: bool) -> io::Result<()> {
+pub fn workflows<'a>(
+    out: &mut dyn Write,
+    entries: impl Iterator<Item = &'a WorkflowEntry>,
+    as_json: bool,
+) -> io::Result<()> {
     #[derive(Serialize)]
     struct Row<'a> {
         name: &'a str,

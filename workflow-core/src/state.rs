@@ -67,9 +67,7 @@ impl StepState {
     /// True when nothing but an operator can move the step again.
     pub fn is_terminal(self) -> bool {
         match self {
-            Self::Succeeded | Self::Failed | Self::UpstreamFailed | Self::Cancelled | Self::Skipped => {
-                true
-            }
+            Self::Succeeded | Self::Failed | Self::UpstreamFailed | Self::Cancelled | Self::Skipped => true,
             Self::Blocked | Self::Ready | Self::Running => false,
         }
     }
@@ -188,14 +186,12 @@ pub fn transition(from: StepState, event: StepEvent) -> Result<StepState, Invali
         (S::Blocked, E::UpstreamFailed) => Ok(S::UpstreamFailed),
         (S::Ready, E::Claimed) => Ok(S::Running),
         (S::Running, E::Succeeded | E::Expanded) => Ok(S::Succeeded),
-        (
-            S::Running,
-            E::Failed { retry: true } | E::TimedOut { retry: true } | E::LeaseExpired { retry: true },
-        ) => Ok(S::Ready),
-        (
-            S::Running,
-            E::Failed { retry: false } | E::TimedOut { retry: false } | E::LeaseExpired { retry: false },
-        ) => Ok(S::Failed),
+        (S::Running, E::Failed { retry: true } | E::TimedOut { retry: true } | E::LeaseExpired { retry: true }) => {
+            Ok(S::Ready)
+        }
+        (S::Running, E::Failed { retry: false } | E::TimedOut { retry: false } | E::LeaseExpired { retry: false }) => {
+            Ok(S::Failed)
+        }
         (S::Running, E::Released) => Ok(S::Ready),
         (S::Blocked | S::Ready | S::Running, E::Cancel) => Ok(S::Cancelled),
         (S::Failed, E::Resume { .. }) => Ok(S::Ready),

@@ -169,19 +169,14 @@ pub struct StepContext {
 impl StepContext {
     /// The output of the upstream step `name`.
     pub fn upstream(&self, name: &str) -> Result<&Value, StepError> {
-        self.upstream
-            .get(name)
-            .ok_or_else(|| StepError::Permanent(format!("no upstream step named {name:?}")))
+        self.upstream.get(name).ok_or_else(|| StepError::Permanent(format!("no upstream step named {name:?}")))
     }
 
     /// Outputs of the children of the fanned-out upstream step `parent`,
     /// in name order.
     pub fn upstream_children<'a>(&'a self, parent: &str) -> impl Iterator<Item = (&'a str, &'a Value)> {
         let prefix = format!("{parent}/");
-        self.upstream
-            .iter()
-            .filter(move |(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k.as_str(), v))
+        self.upstream.iter().filter(move |(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.as_str(), v))
     }
 
     /// The shared resource of type `T`, or a permanent error naming it.

@@ -41,8 +41,16 @@ pub struct NewStep {
 
 impl NewStep {
     /// Serializes a step definition; the type name comes from typetag's tag.
-    pub fn new(name: String, step: &dyn crate::Step, after: Vec<String>, trigger: Trigger, queue: String, retry: RetryPolicy) -> Result<Self, StoreError> {
-        let definition = serde_json::to_value(step).map_err(|e| StoreError::Corrupt(format!("step {name}: cannot serialize: {e}")))?;
+    pub fn new(
+        name: String,
+        step: &dyn crate::Step,
+        after: Vec<String>,
+        trigger: Trigger,
+        queue: String,
+        retry: RetryPolicy,
+    ) -> Result<Self, StoreError> {
+        let definition = serde_json::to_value(step)
+            .map_err(|e| StoreError::Corrupt(format!("step {name}: cannot serialize: {e}")))?;
         let step_type = definition
             .get("type")
             .and_then(Value::as_str)
@@ -91,7 +99,9 @@ impl RunInsert {
         let steps = wf
             .steps
             .iter()
-            .map(|s| NewStep::new(s.name.clone(), s.step.as_ref(), s.after.clone(), s.trigger, s.queue.clone(), s.retry))
+            .map(|s| {
+                NewStep::new(s.name.clone(), s.step.as_ref(), s.after.clone(), s.trigger, s.queue.clone(), s.retry)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             workflow: wf.name.clone(),
@@ -449,7 +459,11 @@ pub trait Store: Send + Sync + 'static {
     fn steps_list(&self, run: RunId) -> impl Future<Output = Result<Vec<StepInfo>, StoreError>> + Send;
 
     /// A run's history (optionally one step's), oldest first.
-    fn events_list(&self, run: RunId, step: Option<String>) -> impl Future<Output = Result<Vec<EventInfo>, StoreError>> + Send;
+    fn events_list(
+        &self,
+        run: RunId,
+        step: Option<String>,
+    ) -> impl Future<Output = Result<Vec<EventInfo>, StoreError>> + Send;
 
     /// Registers a worker process start.
     fn worker_register(&self, w: WorkerInfo) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -128,13 +128,8 @@ pub async fn check_happy_path<S: Store>(store: &S) {
     assert!(complete(store, w, c[0].lease, json!(null)).await);
     assert_eq!(store.run_get(run).await.unwrap().status, RunState::Succeeded);
     check_run_consistent(store, run).await;
-    let events: Vec<String> = store
-        .events_list(run, Some("c".into()))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let events: Vec<String> =
+        store.events_list(run, Some("c".into())).await.unwrap().into_iter().map(|e| e.event).collect();
     assert_eq!(events, ["created", "deps_met", "claimed", "succeeded"]);
 }
 
@@ -221,7 +216,13 @@ pub async fn check_failure_isolation_and_resume<S: Store>(store: &S) {
         .id;
     let bad = claim(store, w, &["bad"], 1, TTL).await.remove(0);
     store
-        .step_fail(StepFail { worker: w, lease: bad.lease, kind: FailKind::Error, error: "unreadable".into(), retry_in: None })
+        .step_fail(StepFail {
+            worker: w,
+            lease: bad.lease,
+            kind: FailKind::Error,
+            error: "unreadable".into(),
+            retry_in: None,
+        })
         .await
         .unwrap();
     assert_eq!(status(store, run, "bad_load").await, StepState::UpstreamFailed);

@@ -126,7 +126,12 @@ pub struct Worker<S: Store> {
 
 impl<S: Store> Worker<S> {
     /// A worker with a new identity. Fails if the registry is inconsistent.
-    pub fn new(store: Arc<S>, registry: Registry, config: WorkerConfig, mut resources: Resources) -> Result<Self, WorkerError> {
+    pub fn new(
+        store: Arc<S>,
+        registry: Registry,
+        config: WorkerConfig,
+        mut resources: Resources,
+    ) -> Result<Self, WorkerError> {
         registry.validate()?;
         if config.concurrency == 0 || config.queues.is_empty() || config.lease_ttl < Duration::from_millis(300) {
             return Err(WorkerError::Config(
@@ -169,7 +174,8 @@ impl<S: Store> Worker<S> {
             self.stats.clone(),
             background.clone(),
         ));
-        let rescue = tokio::spawn(rescue_loop(self.store.clone(), self.config.rescue_interval, healthy, background.clone()));
+        let rescue =
+            tokio::spawn(rescue_loop(self.store.clone(), self.config.rescue_interval, healthy, background.clone()));
         info!(worker = %self.id, queues = ?self.config.queues, concurrency = self.config.concurrency, "worker started");
         let result = self.main_loop(held, &shutdown).await;
         background.cancel();
@@ -312,19 +318,17 @@ impl<S: Store> Worker<S> {
 
     fn spawn_attempt(&self, c: ClaimedStep, held: &HeldMap, tasks: &mut JoinSet<(Lease, Attempt, Duration)>) {
         let cancel = CancellationToken::new();
-        held.lock()
-            .expect("held map")
-            .insert(
-                c.lease.step,
-                Held {
-                    token: c.lease.token,
-                    cancel: cancel.clone(),
-                    lost: false,
-                    name: c.name.clone(),
-                    attempt: c.attempt,
-                    retry: c.retry,
-                },
-            );
+        held.lock().expect("held map").insert(
+            c.lease.step,
+            Held {
+                token: c.lease.token,
+                cancel: cancel.clone(),
+                lost: false,
+                name: c.name.clone(),
+                attempt: c.attempt,
+                retry: c.retry,
+            },
+        );
         let span = info_span!(
             "step",
             run_id = %c.run_id,
@@ -341,7 +345,9 @@ impl<S: Store> Worker<S> {
                 // losing track of the lease.
                 let attempt = match tokio::spawn(execute(c, resources, cancel).in_current_span()).await {
                     Ok(a) => a,
-                    Err(e) => Attempt::Finished(Err(StepError::Retryable(format!("step panicked: {}", panic_message(e))))),
+                    Err(e) => {
+                        Attempt::Finished(Err(StepError::Retryable(format!("step panicked: {}", panic_message(e)))))
+                    }
                 };
                 (lease, attempt, started.elapsed())
             }
@@ -375,22 +381,22 @@ impl<S: Store> Worker<S> {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Attempt::Finished(Ok(StepOutcome::Output(v))) => match check_output_size(&v, self.config.max_output_bytes) {
-                Ok(()) => {
-                    done.push(StepCompletion { lease, completion: Completion::Output(v) });
-                    return;
-                }
-                Err(e) => (FailKind::Error, e),
-            },
-            Attempt::Finished(Ok(StepOutcome::Expand(children))) => {
-                match children_to_steps(&parent, &children) {
-                    Ok(steps) => {
-                        done.push(StepCompletion { lease, completion: Completion::Expand(steps) });
+            Attempt::Finished(Ok(StepOutcome::Output(v))) => {
+                match check_output_size(&v, self.config.max_output_bytes) {
+                    Ok(()) => {
+                        done.push(StepCompletion { lease, completion: Completion::Output(v) });
                         return;
                     }
                     Err(e) => (FailKind::Error, e),
                 }
             }
+            Attempt::Finished(Ok(StepOutcome::Expand(children))) => match children_to_steps(&parent, &children) {
+                Ok(steps) => {
+                    done.push(StepCompletion { lease, completion: Completion::Expand(steps) });
+                    return;
+                }
+                Err(e) => (FailKind::Error, e),
+            },
             Attempt::Finished(Err(e)) => (FailKind::Error, e),
             Attempt::TimedOut(t) => (FailKind::Timeout, StepError::Retryable(format!("timed out after {t:?}"))),
         };
@@ -402,8 +408,8 @@ impl<S: Store> Worker<S> {
         else {
             return;
         };
-        let retry_in = (err.is_retryable() && policy.has_attempts_left(attempt))
-            .then(|| policy.backoff(attempt, fastrand::f64()));
+        let retry_in =
+            (err.is_retryable() && policy.has_attempts_left(attempt)).then(|| policy.backoff(attempt, fastrand::f64()));
         let p = StepFail { worker: self.id, lease, kind, error: err.to_string(), retry_in };
         let mut backoff = Backoff::new();
         loop {

@@ -278,10 +278,7 @@ impl Params {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|e| WorkflowError::Param(format!("bad parameter {key}={v:?}: {e}"))),
+            Some(v) => v.trim().parse().map_err(|e| WorkflowError::Param(format!("bad parameter {key}={v:?}: {e}"))),
         }
     }
 
@@ -292,10 +289,7 @@ impl Params {
     {
         match self.get(key) {
             None => Err(WorkflowError::Param(format!("missing parameter {key:?}"))),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|e| WorkflowError::Param(format!("bad parameter {key}={v:?}: {e}"))),
+            Some(v) => v.trim().parse().map_err(|e| WorkflowError::Param(format!("bad parameter {key}={v:?}: {e}"))),
         }
     }
 
@@ -303,10 +297,7 @@ impl Params {
     pub fn only(&self, known: &[&str]) -> Result<(), WorkflowError> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
             None => Ok(()),
-            Some(k) => Err(WorkflowError::Param(format!(
-                "unknown parameter {k:?} (known: {})",
-                known.join(", ")
-            ))),
+            Some(k) => Err(WorkflowError::Param(format!("unknown parameter {k:?} (known: {})", known.join(", ")))),
         }
     }
 }

@@ -170,7 +170,7 @@ impl TxFence<sqlx::PgConnection> for PgFence {
         output: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let items = vec![StepCompletion { lease, completion: Completion::Output(output.clone()) }];
-        let r = steps::complete_on(conn, None, items, 0).await?;
+        let r = steps::complete_on(conn, items, 0).await?;
         if r.completed.is_empty() {
             return Err(StoreError::LeaseLost { step: lease.step.0, token: lease.token });
         }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 use workflow_core::store::*;
-use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError, WorkerId};
+use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError};
 
 const CLAIM: &str = r#"
 WITH c AS MATERIALIZED (
@@ -46,7 +46,8 @@ FROM upd JOIN wf.runs r ON r.id = upd.run_id
 ORDER BY upd.id
 "#;
 
-type ClaimRow = (i64, Uuid, String, String, serde_json::Value, i32, i32, Option<i64>, i64, i64, i64, i32, String, String);
+type ClaimRow =
+    (i64, Uuid, String, String, serde_json::Value, i32, i32, Option<i64>, i64, i64, i64, i32, String, String);
 
 /// Claims up to `limit` ready steps of the given queues and types.
 pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
@@ -117,7 +118,7 @@ pub(crate) async fn extend(pool: &PgPool, p: LeasesExtend) -> Result<Vec<Lease>,
 
 /// Completes a batch in one transaction, retrying on deadlock.
 pub(crate) async fn complete_batch(pool: &PgPool, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
-    with_tx(pool, |conn| Box::pin(complete_on(conn, Some(p.worker), p.items.clone(), p.notify_above))).await
+    with_tx(pool, |conn| Box::pin(complete_on(conn, p.items.clone(), p.notify_above))).await
 }
 
 const COMPLETE: &str = r#"
@@ -143,7 +144,6 @@ SELECT id, run_id, name, lease_token FROM done ORDER BY id
 /// inserts fan-out children, promotes dependents, updates run counters.
 pub(crate) async fn complete_on(
     conn: &mut PgConnection,
-    _worker: Option<WorkerId>,
     items: Vec<StepCompletion>,
     notify_above: usize,
 ) -> Result<StepsCompleted, StoreError> {
@@ -270,12 +270,8 @@ pub(crate) async fn propagate(
     let mut promoted = 0;
     while !ended.is_empty() {
         let (ids, oks): (Vec<i64>, Vec<bool>) = ended.drain(..).unzip();
-        let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(PROPAGATE)
-            .bind(&ids)
-            .bind(&oks)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(interpret)?;
+        let rows: Vec<(i64, Uuid, String)> =
+            sqlx::query_as(PROPAGATE).bind(&ids).bind(&oks).fetch_all(&mut *conn).await.map_err(interpret)?;
         for (id, run, status) in rows {
             if status == "ready" {
                 promoted += 1;
@@ -549,7 +545,7 @@ impl RunDeltas {
             return Ok(());
         }
         let (runs, (dn, df)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
-            self.by_run.into_iter().map(|(r, (n, f))| (r, (n, f))).unzip();
+            self.by_run.into_iter().unzip();
         sqlx::query(
             "UPDATE wf.runs r
              SET remaining = r.remaining + d.dn,
@@ -627,6 +623,3 @@ pub(crate) fn millis(d: Duration) -> i64 {
 fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
     leases.iter().map(|l| (l.step.0, l.token)).unzip()
 }
-
-#[allow(dead_code)]
-fn _assert_worker_id_used(_: WorkerId) {}

@@ -38,7 +38,8 @@ pub(crate) async fn touch(pool: &PgPool, id: WorkerId, stopped: bool) -> Result<
     Ok(())
 }
 
-type WorkerRow = (Uuid, String, i32, Vec<String>, Vec<String>, i32, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
+type WorkerRow =
+    (Uuid, String, i32, Vec<String>, Vec<String>, i32, DateTime<Utc>, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// Workers, most recently seen first.
 pub(crate) async fn list(pool: &PgPool) -> Result<Vec<WorkerInfo>, StoreError> {

@@ -7,31 +7,25 @@ use std::io::BufRead;
 
 use chrono::NaiveDate;
 
+use crate::bai2_fields::{Fields, check_total, direction, skip_funds, split_logical, strip_slash};
 use crate::emit::{Out, check_equal};
 use crate::error::FeedError;
-use crate::model::{Balance, Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction};
+use crate::model::{
+    Balance, Counterparty, Item, SourceInfo, Statement, StatementKind, Transaction,
+};
 use crate::money::{Currency, Money, parse_implied};
 use crate::mt940_fields::{squash, yymmdd};
 use crate::text::{Line, LineReader, decode, default_fallback};
 
 /// True when `head` starts like a BAI2 file header (`01,` ... `/`).
 pub fn looks_like(head: &[u8]) -> bool {
-    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
     let h = &head[start..];
     let first_line = h.split(|&b| b == b'\n' || b == b'\r').next().unwrap_or(b"");
     h.starts_with(b"01,") && first_line.iter().filter(|&&b| b == b',').count() >= 5
-}
-
-/// Direction of a BAI type code, `None` for status and non-transaction codes.
-fn direction(code: u32) -> Option<Direction> {
-    match code {
-        100..=399 => Some(Direction::Credit),
-        400..=699 => Some(Direction::Debit),
-        // Customised codes: 920-959 credits, 960-999 debits.
-        920..=959 => Some(Direction::Credit),
-        960..=999 => Some(Direction::Debit),
-        _ => None,
-    }
 }
 
 /// A logical record: its type, body segments (the record and its `88`
@@ -88,92 +82,6 @@ pub struct Bai2Reader<R> {
     done: bool,
 }
 
-/// Cursor over the comma-separated fields of a record and its continuations;
-/// the boundary between two segments also separates fields.
-struct Fields<'a> {
-    segments: &'a [String],
-    seg: usize,
-    pos: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn new(segments: &'a [String]) -> Self {
-        Fields {
-            segments,
-            seg: 0,
-            pos: 0,
-        }
-    }
-
-    fn next(&mut self) -> Option<&'a str> {
-        while self.seg < self.segments.len() {
-            let s = self.segments[self.seg].as_str();
-            if self.pos > s.len() {
-                self.seg += 1;
-                self.pos = 0;
-                continue;
-            }
-            let rest = &s[self.pos..];
-            return Some(match rest.find(',') {
-                Some(p) => {
-                    self.pos += p + 1;
-                    &rest[..p]
-                }
-                None => {
-                    self.pos = s.len() + 1;
-                    rest
-                }
-            });
-        }
-        None
-    }
-
-    /// Everything not yet read, continuations joined by a blank (free text).
-    fn rest(&mut self) -> String {
-        let mut parts = Vec::new();
-        while self.seg < self.segments.len() {
-            let s = &self.segments[self.seg];
-            if self.pos <= s.len() {
-                parts.push(&s[self.pos..]);
-            }
-            self.seg += 1;
-            self.pos = 0;
-        }
-        parts.join(" ")
-    }
-}
-
-fn strip_slash(s: &str) -> &str {
-    s.strip_suffix('/').unwrap_or(s)
-}
-
-/// Splits a physical line into logical records at a `/` directly followed by
-/// another record code. A `/` inside text stays, unless it is followed by
-/// something that looks exactly like the start of a record.
-fn split_logical(line: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'/' {
-            let next = &line[i + 1..];
-            let is_record = ["01,", "02,", "03,", "16,", "49,", "88,", "98,", "99,"]
-                .iter()
-                .any(|c| next.starts_with(c));
-            if is_record {
-                out.push(&line[start..=i]);
-                start = i + 1;
-            }
-        }
-        i += 1;
-    }
-    if start < line.len() {
-        out.push(&line[start..]);
-    }
-    out
-}
-
 impl<R: BufRead> Bai2Reader<R> {
     /// Creates a reader over a stream already checked with [`looks_like`].
     pub fn new(reader: R, source: SourceInfo) -> Self {
@@ -212,10 +120,15 @@ impl<R: BufRead> Bai2Reader<R> {
         let (text, fallback) = decode(&raw, default_fallback());
         if fallback && !self.transcoded {
             self.transcoded = true;
-            self.out.finding(None, Some(number), "text is not UTF-8; transcoded from windows-1252");
+            self.out.finding(
+                None,
+                Some(number),
+                "text is not UTF-8; transcoded from windows-1252",
+            );
         }
         if self.buf.truncated {
-            self.out.reject(self.records + 1, number, "line too long; excess dropped");
+            self.out
+                .reject(self.records + 1, number, "line too long; excess dropped");
         }
         for piece in split_logical(text.trim_end()) {
             self.piece(piece, number);
@@ -241,7 +154,11 @@ impl<R: BufRead> Bai2Reader<R> {
                 return;
             }
             self.records += 1;
-            self.out.reject(self.records, line, "88 continuation without a record to continue");
+            self.out.reject(
+                self.records,
+                line,
+                "88 continuation without a record to continue",
+            );
             return;
         }
         self.flush();
@@ -268,7 +185,9 @@ impl<R: BufRead> Bai2Reader<R> {
     }
 
     fn flush(&mut self) {
-        let Some(rec) = self.current.take() else { return };
+        let Some(rec) = self.current.take() else {
+            return;
+        };
         match rec.code.as_str() {
             "01" => self.header_seen = true,
             "02" => self.group_header(&rec),
@@ -277,22 +196,34 @@ impl<R: BufRead> Bai2Reader<R> {
             "49" => self.account_trailer(&rec),
             "98" => self.group_trailer(&rec),
             "99" => self.file_trailer(&rec),
-            other => self.out.reject(rec.record, rec.line, format!("unknown record type {other:?}")),
+            other => self.out.reject(
+                rec.record,
+                rec.line,
+                format!("unknown record type {other:?}"),
+            ),
         }
     }
 
     fn group_header(&mut self, rec: &Logical) {
         if self.group.is_some() {
-            self.out.finding(None, Some(rec.line), "group header inside an open group (missing 98)");
+            self.out.finding(
+                None,
+                Some(rec.line),
+                "group header inside an open group (missing 98)",
+            );
         }
         let mut f = Fields::new(&rec.segments);
-        let _receiver = f.next();
-        let _originator = f.next();
-        let _status = f.next();
-        let as_of = f.next().and_then(|d| yymmdd(d.trim()));
-        let _time = f.next();
-        let currency = f.next().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
-        let modifier = f.next().map(str::trim).unwrap_or("");
+        let _receiver = f.field();
+        let _originator = f.field();
+        let _status = f.field();
+        let as_of = f.field().and_then(|d| yymmdd(d.trim()));
+        let _time = f.field();
+        let currency = f
+            .field()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        let modifier = f.field().map(str::trim).unwrap_or("");
         self.group = Some(Group {
             currency,
             as_of,
@@ -306,16 +237,21 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn account_header(&mut self, rec: &Logical) {
         if self.account.is_some() {
-            self.out.finding(None, Some(rec.line), "account header inside an open account (missing 49)");
+            self.out.finding(
+                None,
+                Some(rec.line),
+                "account header inside an open account (missing 49)",
+            );
             self.end_account(None);
         }
         let Some(group) = self.group.as_ref() else {
-            self.out.reject(rec.record, rec.line, "account record outside a group");
+            self.out
+                .reject(rec.record, rec.line, "account record outside a group");
             return;
         };
         let mut f = Fields::new(&rec.segments);
-        let account = f.next().and_then(squash);
-        let code = f.next().map(str::trim).filter(|c| !c.is_empty());
+        let account = f.field().and_then(squash);
+        let code = f.field().map(str::trim).filter(|c| !c.is_empty());
         let code = code.or(group.currency.as_deref()).unwrap_or("USD");
         let currency = Currency::from_code(code);
         self.statements += 1;
@@ -328,15 +264,18 @@ impl<R: BufRead> Bai2Reader<R> {
             ..Account::default()
         };
         if currency.is_none() {
-            self.out.reject(rec.record, rec.line, format!("unknown currency {code:?}; account entries cannot be read"));
+            self.out.reject(
+                rec.record,
+                rec.line,
+                format!("unknown currency {code:?}; account entries cannot be read"),
+            );
         }
         // Summary fields: type, amount, item count, funds type [+ details].
-        loop {
-            let Some(type_code) = f.next() else { break };
+        while let Some(type_code) = f.field() {
             let type_code = type_code.trim();
-            let amount = f.next().unwrap_or("").trim();
-            let _count = f.next();
-            let funds = f.next().unwrap_or("").trim().to_owned();
+            let amount = f.field().unwrap_or("").trim();
+            let _count = f.field();
+            let funds = f.field().unwrap_or("").trim().to_owned();
             if let Err(e) = skip_funds(&funds, &mut f) {
                 self.out.reject(rec.record, rec.line, e);
                 break;
@@ -352,7 +291,10 @@ impl<R: BufRead> Bai2Reader<R> {
                     acc.total += i128::from(minor);
                     if let Some(cur) = currency {
                         let bal = Balance {
-                            amount: Money { minor, currency: cur },
+                            amount: Money {
+                                minor,
+                                currency: cur,
+                            },
                             date: group.as_of,
                         };
                         match type_code {
@@ -362,7 +304,10 @@ impl<R: BufRead> Bai2Reader<R> {
                         }
                     }
                 }
-                Err(e) => self.out.reject(rec.record, rec.line, format!("summary {type_code}: {e}")),
+                Err(e) => {
+                    self.out
+                        .reject(rec.record, rec.line, format!("summary {type_code}: {e}"))
+                }
             }
         }
         self.account = Some(acc);
@@ -370,18 +315,19 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn detail(&mut self, rec: &Logical) {
         let (Some(group), Some(acc)) = (self.group.as_ref(), self.account.as_mut()) else {
-            self.out.reject_entry(rec.record, rec.line, "16 detail outside an account");
+            self.out
+                .reject_entry(rec.record, rec.line, "16 detail outside an account");
             return;
         };
         acc.entries += 1;
         let mut f = Fields::new(&rec.segments);
-        let type_code = f.next().unwrap_or("").trim().to_owned();
-        let amount_text = f.next().unwrap_or("").trim().to_owned();
-        let funds = f.next().unwrap_or("").trim().to_owned();
+        let type_code = f.field().unwrap_or("").trim().to_owned();
+        let amount_text = f.field().unwrap_or("").trim().to_owned();
+        let funds = f.field().unwrap_or("").trim().to_owned();
         let value_date = match funds.as_str() {
             "V" => {
-                let d = f.next().and_then(|d| yymmdd(d.trim()));
-                let _time = f.next();
+                let d = f.field().and_then(|d| yymmdd(d.trim()));
+                let _time = f.field();
                 d
             }
             _ => {
@@ -392,8 +338,8 @@ impl<R: BufRead> Bai2Reader<R> {
                 None
             }
         };
-        let bank_ref = f.next().and_then(squash);
-        let customer_ref = f.next().and_then(squash);
+        let bank_ref = f.field().and_then(squash);
+        let customer_ref = f.field().and_then(squash);
         let text = squash(&f.rest());
         let minor = match parse_implied(&amount_text) {
             Ok(m) => m,
@@ -404,15 +350,24 @@ impl<R: BufRead> Bai2Reader<R> {
         };
         acc.total += i128::from(minor);
         let Some(direction) = type_code.parse::<u32>().ok().and_then(direction) else {
-            self.out.reject_entry(rec.record, rec.line, format!("type code {type_code:?} is not a credit or debit detail code"));
+            self.out.reject_entry(
+                rec.record,
+                rec.line,
+                format!("type code {type_code:?} is not a credit or debit detail code"),
+            );
             return;
         };
         let Some(currency) = acc.currency else {
-            self.out.reject_entry(rec.record, rec.line, "account currency unknown");
+            self.out
+                .reject_entry(rec.record, rec.line, "account currency unknown");
             return;
         };
         if minor < 0 {
-            self.out.reject_entry(rec.record, rec.line, format!("negative detail amount {amount_text:?}"));
+            self.out.reject_entry(
+                rec.record,
+                rec.line,
+                format!("negative detail amount {amount_text:?}"),
+            );
             return;
         }
         let tx = Transaction {
@@ -434,14 +389,20 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn account_trailer(&mut self, rec: &Logical) {
         if self.account.is_none() {
-            self.out.reject(rec.record, rec.line, "49 account trailer without an account");
+            self.out.reject(
+                rec.record,
+                rec.line,
+                "49 account trailer without an account",
+            );
             return;
         }
         self.end_account(Some(rec));
     }
 
     fn end_account(&mut self, trailer: Option<&Logical>) {
-        let Some(acc) = self.account.take() else { return };
+        let Some(acc) = self.account.take() else {
+            return;
+        };
         let idx = Some(acc.index);
         let kind = match self.group.as_ref() {
             Some(g) if g.intraday => StatementKind::Intraday,
@@ -450,13 +411,29 @@ impl<R: BufRead> Bai2Reader<R> {
         match trailer {
             Some(rec) => {
                 let mut f = Fields::new(&rec.segments);
-                let total = f.next().unwrap_or("").trim().to_owned();
-                let count = f.next().unwrap_or("").trim().to_owned();
+                let total = f.field().unwrap_or("").trim().to_owned();
+                let count = f.field().unwrap_or("").trim().to_owned();
                 let l = Some(rec.line);
-                check_total(&mut self.out, idx, l, "account control total (49)", &total, acc.total);
-                check_equal(&mut self.out, idx, l, "account record count (49)", count, acc.records.to_string());
+                check_total(
+                    &mut self.out,
+                    idx,
+                    l,
+                    "account control total (49)",
+                    &total,
+                    acc.total,
+                );
+                check_equal(
+                    &mut self.out,
+                    idx,
+                    l,
+                    "account record count (49)",
+                    count,
+                    acc.records.to_string(),
+                );
             }
-            None => self.out.finding(idx, Some(acc.line), "account has no 49 trailer"),
+            None => self
+                .out
+                .finding(idx, Some(acc.line), "account has no 49 trailer"),
         }
         if let Some(g) = self.group.as_mut() {
             g.total += acc.total;
@@ -477,21 +454,47 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn group_trailer(&mut self, rec: &Logical) {
         if self.account.is_some() {
-            self.out.finding(None, Some(rec.line), "group trailer inside an open account (missing 49)");
+            self.out.finding(
+                None,
+                Some(rec.line),
+                "group trailer inside an open account (missing 49)",
+            );
             self.end_account(None);
         }
         let Some(g) = self.group.take() else {
-            self.out.reject(rec.record, rec.line, "98 group trailer without a group");
+            self.out
+                .reject(rec.record, rec.line, "98 group trailer without a group");
             return;
         };
         let mut f = Fields::new(&rec.segments);
-        let total = f.next().unwrap_or("").trim().to_owned();
-        let accounts = f.next().unwrap_or("").trim().to_owned();
-        let count = f.next().unwrap_or("").trim().to_owned();
+        let total = f.field().unwrap_or("").trim().to_owned();
+        let accounts = f.field().unwrap_or("").trim().to_owned();
+        let count = f.field().unwrap_or("").trim().to_owned();
         let l = Some(rec.line);
-        check_total(&mut self.out, None, l, "group control total (98)", &total, g.total);
-        check_equal(&mut self.out, None, l, "group account count (98)", accounts, g.accounts.to_string());
-        check_equal(&mut self.out, None, l, "group record count (98)", count, g.records.to_string());
+        check_total(
+            &mut self.out,
+            None,
+            l,
+            "group control total (98)",
+            &total,
+            g.total,
+        );
+        check_equal(
+            &mut self.out,
+            None,
+            l,
+            "group account count (98)",
+            accounts,
+            g.accounts.to_string(),
+        );
+        check_equal(
+            &mut self.out,
+            None,
+            l,
+            "group record count (98)",
+            count,
+            g.records.to_string(),
+        );
         self.file_total += g.total;
         self.file_groups += 1;
         let _ = g.line;
@@ -499,19 +502,44 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn file_trailer(&mut self, rec: &Logical) {
         if self.group.is_some() {
-            self.out.finding(None, Some(rec.line), "file trailer inside an open group (missing 98)");
+            self.out.finding(
+                None,
+                Some(rec.line),
+                "file trailer inside an open group (missing 98)",
+            );
             self.end_account(None);
             self.group = None;
         }
         self.trailer_seen = true;
         let mut f = Fields::new(&rec.segments);
-        let total = f.next().unwrap_or("").trim().to_owned();
-        let groups = f.next().unwrap_or("").trim().to_owned();
-        let count = f.next().unwrap_or("").trim().to_owned();
+        let total = f.field().unwrap_or("").trim().to_owned();
+        let groups = f.field().unwrap_or("").trim().to_owned();
+        let count = f.field().unwrap_or("").trim().to_owned();
         let l = Some(rec.line);
-        check_total(&mut self.out, None, l, "file control total (99)", &total, self.file_total);
-        check_equal(&mut self.out, None, l, "file group count (99)", groups, self.file_groups.to_string());
-        check_equal(&mut self.out, None, l, "file record count (99)", count, self.file_records.to_string());
+        check_total(
+            &mut self.out,
+            None,
+            l,
+            "file control total (99)",
+            &total,
+            self.file_total,
+        );
+        check_equal(
+            &mut self.out,
+            None,
+            l,
+            "file group count (99)",
+            groups,
+            self.file_groups.to_string(),
+        );
+        check_equal(
+            &mut self.out,
+            None,
+            l,
+            "file record count (99)",
+            count,
+            self.file_records.to_string(),
+        );
     }
 
     fn finish(&mut self) {
@@ -527,49 +555,6 @@ impl<R: BufRead> Bai2Reader<R> {
         if !self.trailer_seen {
             self.out.finding(None, None, "file has no 99 trailer");
         }
-    }
-}
-
-/// Reads the extra fields a funds type brings (S: three amounts; D: a count
-/// and that many day/amount pairs; V: date and time).
-fn skip_funds(funds: &str, f: &mut Fields<'_>) -> Result<(), String> {
-    match funds {
-        "" | "Z" | "0" | "1" | "2" => Ok(()),
-        "V" => {
-            f.next();
-            f.next();
-            Ok(())
-        }
-        "S" => {
-            for _ in 0..3 {
-                f.next();
-            }
-            Ok(())
-        }
-        "D" => {
-            let n: usize = f
-                .next()
-                .unwrap_or("")
-                .trim()
-                .parse()
-                .map_err(|_| "funds type D without a distribution count".to_owned())?;
-            if n > 1000 {
-                return Err(format!("implausible funds distribution count {n}"));
-            }
-            for _ in 0..n * 2 {
-                f.next();
-            }
-            Ok(())
-        }
-        other => Err(format!("unknown funds type {other:?}")),
-    }
-}
-
-/// Control totals are signed integers of minor units ("+00000000000834000").
-fn check_total(out: &mut Out, idx: Option<u32>, line: Option<u64>, what: &str, declared: &str, computed: i128) {
-    match parse_implied(declared) {
-        Ok(d) => check_equal(out, idx, line, what, i128::from(d), computed),
-        Err(_) => out.finding(idx, line, format!("{what}: unreadable value {declared:?}")),
     }
 }
 

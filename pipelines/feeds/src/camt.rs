@@ -46,10 +46,16 @@ pub fn sniff(head: &[u8]) -> Option<CamtVersion> {
                 .get(..2)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            return Some(CamtVersion { message, version: v });
+            return Some(CamtVersion {
+                message,
+                version: v,
+            });
         }
         if text.contains(&format!("<{root}")) || text.contains(&format!(":{root}")) {
-            return Some(CamtVersion { message, version: 0 });
+            return Some(CamtVersion {
+                message,
+                version: 0,
+            });
         }
     }
     None
@@ -149,10 +155,16 @@ impl<R: BufRead> CamtReader<R> {
         let event = match self.xml.read_event_into(&mut self.buf) {
             Ok(e) => e.into_owned(),
             Err(quick_xml::Error::Io(e)) => {
-                return Err(FeedError::io(&self.out.source.name, std::io::Error::new(e.kind(), e.to_string())));
+                return Err(FeedError::io(
+                    &self.out.source.name,
+                    std::io::Error::new(e.kind(), e.to_string()),
+                ));
             }
             Err(e) => {
-                self.fail(line, format!("XML syntax error: {e}; rest of file not read"));
+                self.fail(
+                    line,
+                    format!("XML syntax error: {e}; rest of file not read"),
+                );
                 return Ok(());
             }
         };
@@ -223,7 +235,8 @@ impl<R: BufRead> CamtReader<R> {
         self.entries_seen += u64::from(self.entry.is_some());
         let record = self.entries_seen.max(1);
         if let Some(e) = self.entry.take() {
-            self.out.reject_entry(record, e.line, format!("entry not complete: {reason}"));
+            self.out
+                .reject_entry(record, e.line, format!("entry not complete: {reason}"));
             if let Some(st) = self.st.as_mut() {
                 st.entries += 1;
                 st.rejected += 1;
@@ -238,13 +251,20 @@ impl<R: BufRead> CamtReader<R> {
     fn finish(&mut self) {
         self.end_statement();
         if self.statements == 0 {
-            self.out.finding(None, None, "message contains no statement, report or notification");
+            self.out.finding(
+                None,
+                None,
+                "message contains no statement, report or notification",
+            );
         }
         self.done = true;
     }
 
     fn rel(&self, from: usize) -> String {
-        self.stack.get(from..).map(|s| s.join("/")).unwrap_or_default()
+        self.stack
+            .get(from..)
+            .map(|s| s.join("/"))
+            .unwrap_or_default()
     }
 
     fn open(&mut self, start: &quick_xml::events::BytesStart<'_>, ccy: Option<String>, line: u64) {
@@ -253,7 +273,10 @@ impl<R: BufRead> CamtReader<R> {
         if !self.root_seen {
             self.root_seen = true;
             if name != "Document" && !name.starts_with("BkToCstmr") {
-                self.fail(line, format!("root element <{name}> is not a camt Document"));
+                self.fail(
+                    line,
+                    format!("root element <{name}> is not a camt Document"),
+                );
             }
             return;
         }
@@ -315,7 +338,9 @@ impl<R: BufRead> CamtReader<R> {
             self.end_balance(b);
             return;
         }
-        let Some(st_depth) = self.st.as_ref().map(|s| s.depth) else { return };
+        let Some(st_depth) = self.st.as_ref().map(|s| s.depth) else {
+            return;
+        };
         if depth == st_depth {
             self.end_statement();
             return;
@@ -325,7 +350,10 @@ impl<R: BufRead> CamtReader<R> {
         let value = || (!text.is_empty()).then(|| text.to_owned());
         match rel.as_str() {
             "Id" => st.id = value(),
-            "Acct/Id/IBAN" | "Acct/Id/Othr/Id" | "Acct/Id/PrtryAcct/Id" | "Acct/Id/BBAN"
+            "Acct/Id/IBAN"
+            | "Acct/Id/Othr/Id"
+            | "Acct/Id/PrtryAcct/Id"
+            | "Acct/Id/BBAN"
             | "Acct/Id/UPIC" => st.account = value(),
             "Acct/Ccy" => st.currency = Currency::from_code(text),
             "TxsSummry/TtlNtries/NbOfNtries" => st.summary.count = value(),
@@ -353,7 +381,11 @@ impl<R: BufRead> CamtReader<R> {
                     *slot = Some(bal);
                 }
             }
-            Err(reason) => self.out.reject(self.entries_seen, b.line, format!("{code} balance: {reason}")),
+            Err(reason) => self.out.reject(
+                self.entries_seen,
+                b.line,
+                format!("{code} balance: {reason}"),
+            ),
         }
     }
 
@@ -399,7 +431,14 @@ impl<R: BufRead> CamtReader<R> {
         }
         match (&st.opening, &st.closing) {
             (Some(o), Some(c)) if o.amount.currency != c.amount.currency => {
-                out.finding(idx, line, format!("opening balance is in {} but closing balance in {}; balance not checked", o.amount.currency, c.amount.currency));
+                out.finding(
+                    idx,
+                    line,
+                    format!(
+                        "opening balance is in {} but closing balance in {}; balance not checked",
+                        o.amount.currency, c.amount.currency
+                    ),
+                );
             }
             (Some(_), Some(_)) if st.rejected > 0 => {
                 out.finding(idx, line, "balance not checked: some entries were rejected");
@@ -416,20 +455,53 @@ impl<R: BufRead> CamtReader<R> {
                 );
             }
             _ if self.kind == StatementKind::EndOfDay => {
-                out.finding(idx, line, "statement lacks opening (OPBD/PRCD) or closing (CLBD) balance");
+                out.finding(
+                    idx,
+                    line,
+                    "statement lacks opening (OPBD/PRCD) or closing (CLBD) balance",
+                );
             }
             _ => {}
         }
         let s = &st.summary;
-        let cur = st.currency.or(st.opening.as_ref().map(|b| b.amount.currency));
+        let cur = st
+            .currency
+            .or(st.opening.as_ref().map(|b| b.amount.currency));
         for (what, count, sum, computed) in [
-            ("entries (TtlNtries)", &s.count, &s.sum, (st.credits.0 + st.debits.0, st.credits.1 + st.debits.1)),
-            ("credit entries (TtlCdtNtries)", &s.credit_count, &s.credit_sum, st.credits),
-            ("debit entries (TtlDbtNtries)", &s.debit_count, &s.debit_sum, st.debits),
+            (
+                "entries (TtlNtries)",
+                &s.count,
+                &s.sum,
+                (st.credits.0 + st.debits.0, st.credits.1 + st.debits.1),
+            ),
+            (
+                "credit entries (TtlCdtNtries)",
+                &s.credit_count,
+                &s.credit_sum,
+                st.credits,
+            ),
+            (
+                "debit entries (TtlDbtNtries)",
+                &s.debit_count,
+                &s.debit_sum,
+                st.debits,
+            ),
         ] {
             if let Some(n) = count {
-                let read = computed.0 + if what.starts_with("entries") { st.rejected } else { 0 };
-                check_equal(out, idx, line, &format!("{what} count"), n.clone(), read.to_string());
+                let read = computed.0
+                    + if what.starts_with("entries") {
+                        st.rejected
+                    } else {
+                        0
+                    };
+                check_equal(
+                    out,
+                    idx,
+                    line,
+                    &format!("{what} count"),
+                    n.clone(),
+                    read.to_string(),
+                );
             }
             if let (Some(sum), Some(cur)) = (sum, cur) {
                 match Decimal::parse(sum, '.', None).and_then(|d| d.to_minor(cur, sum)) {

@@ -52,10 +52,10 @@ impl BalanceAcc {
     pub fn close(&mut self, rel: &[String], text: &str) {
         let path = rel.join("/");
         match path.as_str() {
-            "Tp/CdOrPrtry/Cd" | "Tp/Cd" | "Tp/CdOrPrtry/Prtry" | "Tp/Prtry" => {
-                if self.code.is_none() {
-                    self.code = Some(text.to_owned());
-                }
+            "Tp/CdOrPrtry/Cd" | "Tp/Cd" | "Tp/CdOrPrtry/Prtry" | "Tp/Prtry"
+                if self.code.is_none() =>
+            {
+                self.code = Some(text.to_owned());
             }
             "Amt" => {
                 self.amount = Some(text.to_owned());
@@ -166,7 +166,9 @@ impl EntryAcc {
         }
         // Counterparty and references come from the first transaction only:
         // for a batch entry the others describe the batch's members.
-        let Some(p) = path.find("TxDtls/") else { return };
+        let Some(p) = path.find("TxDtls/") else {
+            return;
+        };
         if self.tx_details > 1 {
             return;
         }
@@ -206,7 +208,8 @@ impl EntryAcc {
         let mut notes = Vec::new();
         if let Some((total, ccy)) = &self.batch_amount {
             let same_ccy = ccy.as_deref().is_none_or(|c| c == money.currency.code());
-            let parsed = Decimal::parse(total, '.', None).and_then(|d| d.to_minor(money.currency, total));
+            let parsed =
+                Decimal::parse(total, '.', None).and_then(|d| d.to_minor(money.currency, total));
             if !same_ccy || parsed.as_ref().ok() != Some(&money.minor) {
                 notes.push(format!(
                     "entry {}: batch total {} {} differs from entry amount {}",

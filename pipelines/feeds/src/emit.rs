@@ -73,7 +73,12 @@ impl Out {
     }
 
     /// Queues a finding.
-    pub fn finding(&mut self, statement: Option<u32>, line: Option<u64>, message: impl Into<String>) {
+    pub fn finding(
+        &mut self,
+        statement: Option<u32>,
+        line: Option<u64>,
+        message: impl Into<String>,
+    ) {
         self.queue.push_back(Item::Finding(Finding {
             statement,
             line,

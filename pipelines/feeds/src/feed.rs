@@ -46,7 +46,10 @@ impl Format {
     pub fn detect(first_bytes: &[u8]) -> Option<Format> {
         let head = utf16_to_utf8(first_bytes);
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
-        let trimmed = &head[head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len())..];
+        let trimmed = &head[head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(head.len())..];
         if trimmed.starts_with(b"<") {
             return camt::sniff(trimmed).map(|_| Format::Camt);
         }
@@ -77,7 +80,10 @@ impl Format {
     fn accepts(&self, head: &[u8]) -> bool {
         let head = utf16_to_utf8(head);
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
-        let t = &head[head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len())..];
+        let t = &head[head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(head.len())..];
         match self {
             Format::Mt940 => mt940::looks_like(t),
             Format::Camt => t.starts_with(b"<") && camt::sniff(t).is_some(),
@@ -115,7 +121,9 @@ impl FromStr for Format {
             "nacha" | "ach" => Ok(Format::Nacha),
             "bai2" | "bai" => Ok(Format::Bai2),
             "csv" => Ok(Format::Csv),
-            other => Err(format!("unknown feed format {other:?} (mt940, camt, nacha, bai2, csv)")),
+            other => Err(format!(
+                "unknown feed format {other:?} (mt940, camt, nacha, bai2, csv)"
+            )),
         }
     }
 }
@@ -145,7 +153,9 @@ impl Iterator for Feed {
 
 impl fmt::Debug for Feed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Feed").field("format", &self.format).finish_non_exhaustive()
+        f.debug_struct("Feed")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +177,11 @@ pub fn file_sha256(path: &Path) -> Result<String, FeedError> {
 
 /// Opens a file: hashes it, detects or checks the format, and returns the
 /// item stream. `format: None` means auto-detect.
-pub fn open(path: &Path, format: Option<Format>, profile: Option<&CsvProfile>) -> Result<Feed, FeedError> {
+pub fn open(
+    path: &Path,
+    format: Option<Format>,
+    profile: Option<&CsvProfile>,
+) -> Result<Feed, FeedError> {
     let name = path.display().to_string();
     let sha = file_sha256(path)?;
     let file = File::open(path).map_err(|e| FeedError::io(&name, e))?;
@@ -194,13 +208,21 @@ pub fn parse<R: Read + Send + 'static>(
     let format = match format {
         Some(f) => {
             if !f.accepts(&head) {
-                return Err(FeedError::not_format(&source.name, f.name(), not_format_reason(f)));
+                return Err(FeedError::not_format(
+                    &source.name,
+                    f.name(),
+                    not_format_reason(f),
+                ));
             }
             f
         }
-        None => Format::detect(&head).ok_or_else(|| FeedError::UnknownFormat {
-            source_name: source.name.clone(),
-        })?,
+        // With a profile at hand, text that is no other format (even a lone
+        // header row) is tried as CSV; the header check then decides.
+        None => Format::detect(&head)
+            .or(profile.map(|_| Format::Csv))
+            .ok_or_else(|| FeedError::UnknownFormat {
+                source_name: source.name.clone(),
+            })?,
     };
     let items: Items = match format {
         Format::Mt940 => Box::new(Mt940Reader::new(bom_aware(replay), source)),
@@ -212,7 +234,10 @@ pub fn parse<R: Read + Send + 'static>(
                 version: 0,
             });
             match camt::declared_encoding(&head) {
-                Some(enc) if enc != encoding_rs::UTF_8 && encoding_rs::Encoding::for_bom(&head).is_none() => {
+                Some(enc)
+                    if enc != encoding_rs::UTF_8
+                        && encoding_rs::Encoding::for_bom(&head).is_none() =>
+                {
                     Box::new(CamtReader::new(transcoding(replay, enc), version, source))
                 }
                 _ => Box::new(CamtReader::new(bom_aware(replay), version, source)),
@@ -224,7 +249,11 @@ pub fn parse<R: Read + Send + 'static>(
             })?;
             let enc = profile.encoding().unwrap_or(encoding_rs::UTF_8);
             if enc == encoding_rs::UTF_8 {
-                Box::new(CsvReader::new(BufReader::new(bom_aware(replay)), profile, source)?)
+                Box::new(CsvReader::new(
+                    BufReader::new(bom_aware(replay)),
+                    profile,
+                    source,
+                )?)
             } else {
                 Box::new(CsvReader::new(transcoding(replay, enc), profile, source)?)
             }

@@ -91,7 +91,11 @@ pub struct InspectReport {
 
 /// Reads a whole file and summarises it. A file that is not the format, or
 /// an unknown format, is an `Err` with a one-line message.
-pub fn inspect(path: &Path, format: Option<Format>, profile: Option<&CsvProfile>) -> Result<InspectReport, FeedError> {
+pub fn inspect(
+    path: &Path,
+    format: Option<Format>,
+    profile: Option<&CsvProfile>,
+) -> Result<InspectReport, FeedError> {
     let feed = open(path, format, profile)?;
     let mut report = InspectReport {
         file: path.display().to_string(),
@@ -128,7 +132,8 @@ pub fn inspect(path: &Path, format: Option<Format>, profile: Option<&CsvProfile>
                 report.statements += 1;
                 if report.statement_list.len() < REPORT_LIST_CAP {
                     let bal = |b: &Option<crate::model::Balance>| {
-                        b.as_ref().map(|b| b.amount.currency.format_minor(i128::from(b.amount.minor)))
+                        b.as_ref()
+                            .map(|b| b.amount.currency.format_minor(i128::from(b.amount.minor)))
                     };
                     report.statement_list.push(StatementSummary {
                         id: st.id.clone(),

@@ -12,8 +12,8 @@
 //! | [`error`] | [`FeedError`]: failures that reject a whole file |
 //! | [`mt940`] / [`mt940_fields`] | SWIFT MT940/MT942 stream and field grammar |
 //! | [`camt`] / [`camt_entry`] | ISO 20022 camt.052/053/054 .001.01-.08 |
-//! | [`nacha`] | NACHA ACH records, batches, addenda, controls |
-//! | [`bai2`] | BAI2 records, continuations, control totals |
+//! | [`nacha`] / [`nacha_records`] | NACHA ACH batches, addenda, controls / 94-character records |
+//! | [`bai2`] / [`bai2_fields`] | BAI2 groups, accounts, checks / record and field grammar |
 //! | [`csv_feed`] / [`profile`] | profile-driven CSV exports |
 //! | [`text`], [`xml_tap`], [`emit`] | line reading, transcoding, hashing, output queue |
 //!
@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bai2;
+pub mod bai2_fields;
 pub mod camt;
 pub mod camt_entry;
 pub mod csv_feed;
@@ -50,6 +51,7 @@ pub mod money;
 pub mod mt940;
 pub mod mt940_fields;
 pub mod nacha;
+pub mod nacha_records;
 pub mod profile;
 pub mod text;
 pub mod xml_tap;

@@ -181,7 +181,11 @@ impl Decimal {
     /// Parses `[+-]digits[<sep>digits]`, ignoring `thousands` separators.
     /// A leading or trailing minus, and parentheses for negatives, are accepted
     /// because spreadsheet exports use all three.
-    pub fn parse(text: &str, decimal_sep: char, thousands: Option<char>) -> Result<Decimal, AmountError> {
+    pub fn parse(
+        text: &str,
+        decimal_sep: char,
+        thousands: Option<char>,
+    ) -> Result<Decimal, AmountError> {
         let malformed = || AmountError::Malformed(text.to_owned());
         let mut s = text.trim();
         let mut negative = false;

@@ -115,7 +115,8 @@ impl<R: BufRead> Mt940Reader<R> {
         }
         let number = self.buf.number;
         if self.buf.truncated {
-            self.out.reject(self.records + 1, number, "line too long; excess dropped");
+            self.out
+                .reject(self.records + 1, number, "line too long; excess dropped");
         }
         let raw = std::mem::take(&mut self.buf.bytes);
         let (decoded, used_fallback) = decode(&raw, default_fallback());
@@ -178,7 +179,11 @@ impl<R: BufRead> Mt940Reader<R> {
             _ if l.trim().is_empty() => {}
             _ if self.st.is_some() => {
                 self.records += 1;
-                self.out.reject(self.records, number, format!("text outside any field: {l:?}"));
+                self.out.reject(
+                    self.records,
+                    number,
+                    format!("text outside any field: {l:?}"),
+                );
             }
             // Bank headers before the first field (ABN AMRO's BIC and
             // message type lines, Rabobank's `:940:`) are envelope, not data.
@@ -187,7 +192,9 @@ impl<R: BufRead> Mt940Reader<R> {
     }
 
     fn end_field(&mut self) {
-        let Some(field) = self.field.take() else { return };
+        let Some(field) = self.field.take() else {
+            return;
+        };
         if field.tag != "86" {
             self.flush_pending();
         }
@@ -199,7 +206,10 @@ impl<R: BufRead> Mt940Reader<R> {
                 self.out.finding(
                     Some(self.statements),
                     Some(field.line),
-                    format!("statement starts without :20: (first field :{}:)", field.tag),
+                    format!(
+                        "statement starts without :20: (first field :{}:)",
+                        field.tag
+                    ),
                 );
             }
             self.statements += 1;
@@ -315,11 +325,10 @@ impl<R: BufRead> Mt940Reader<R> {
             (d, s) => d.or(s),
         };
         let mut counterparty = info.counterparty;
-        let reference = if !l.customer_ref.is_empty() && l.customer_ref != "NONREF" {
-            Some(l.customer_ref)
-        } else {
-            l.bank_ref.or(info.end_to_end)
-        };
+        // The bank's own reference is unique per entry; the customer's is
+        // often a placeholder (NONREF, KREF+), so it only fills in.
+        let customer = Some(l.customer_ref).filter(|r| !r.is_empty() && r != "NONREF");
+        let reference = l.bank_ref.or(customer).or(info.end_to_end);
         if counterparty.name.is_none() && counterparty.account.is_none() {
             counterparty = Default::default();
         }
@@ -377,7 +386,11 @@ impl<R: BufRead> Mt940Reader<R> {
                 out.finding(idx, line, "balance not checked: some entries were rejected");
             }
         } else if !st.intraday {
-            out.finding(idx, line, "statement lacks opening or closing balance (:60a:/:62a:)");
+            out.finding(
+                idx,
+                line,
+                "statement lacks opening or closing balance (:60a:/:62a:)",
+            );
         }
         if let Some(cur) = st.currency {
             for (what, declared, computed) in [

@@ -59,9 +59,10 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
         if md.bytes().all(|c| c.is_ascii_digit()) {
             let month: u32 = md[0..2].parse().unwrap_or(0);
             let day: u32 = md[2..4].parse().unwrap_or(0);
-            entry_date = Some(entry_year(value_date, month, day).ok_or_else(|| {
-                format!("bad entry date {md:?} in :61:")
-            })?);
+            entry_date = Some(
+                entry_year(value_date, month, day)
+                    .ok_or_else(|| format!("bad entry date {md:?} in :61:"))?,
+            );
             i = 10;
         } else if md == "    " {
             // Some banks blank the optional entry date instead of omitting it.
@@ -109,11 +110,16 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
     };
     // The customer reference is at most 16 characters; anything after it on
     // the first line (Rabobank puts a name there) is supplementary detail.
-    let cut = refs
-        .char_indices()
-        .nth(16)
-        .map(|(p, _)| p)
-        .unwrap_or(refs.len());
+    // A longer reference without blanks (ASN puts an 18-character IBAN
+    // there) is kept whole rather than cut mid-word.
+    let cut = if refs.trim().contains(char::is_whitespace) {
+        refs.char_indices()
+            .nth(16)
+            .map(|(p, _)| p)
+            .unwrap_or(refs.len())
+    } else {
+        refs.len()
+    };
     let customer_ref = refs[..cut].trim().to_owned();
     let extra = refs[cut..].trim();
     let bank_ref = bank_ref.filter(|s| !s.is_empty());
@@ -134,7 +140,11 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
         type_code,
         customer_ref,
         bank_ref,
-        supplementary: if supp.is_empty() { None } else { Some(supp.join(" ")) },
+        supplementary: if supp.is_empty() {
+            None
+        } else {
+            Some(supp.join(" "))
+        },
     })
 }
 
@@ -337,8 +347,11 @@ mod tests {
         let l = statement_line("2006080608D12,35 NRTIKREF+//2016021783252833", eur()).unwrap();
         assert_eq!(l.bank_ref.as_deref(), Some("2016021783252833"));
         assert_eq!(l.customer_ref, "KREF+");
-        let l = statement_line("110527D000000001213,28N0440121470966      W.P. Jansen", eur())
-            .unwrap();
+        let l = statement_line(
+            "110527D000000001213,28N0440121470966      W.P. Jansen",
+            eur(),
+        )
+        .unwrap();
         assert_eq!(l.customer_ref, "0121470966");
         assert_eq!(l.supplementary.as_deref(), Some("W.P. Jansen"));
         assert!(statement_line("1105240524X9,N192", eur()).is_err());
@@ -356,7 +369,10 @@ mod tests {
             i.description.as_deref(),
             Some("UMBUCHUNG ERSTATTUNG AUSLANDSEINSATZENTGELT FUER VISA")
         );
-        assert_eq!(i.counterparty.name.as_deref(), Some("DEUTSCHE KREDITBANK AG"));
+        assert_eq!(
+            i.counterparty.name.as_deref(),
+            Some("DEUTSCHE KREDITBANK AG")
+        );
         assert_eq!(i.counterparty.account.as_deref(), Some("9003932309"));
     }
 

@@ -11,72 +11,23 @@ use chrono::NaiveDate;
 
 use crate::emit::{Out, check_equal};
 use crate::error::FeedError;
-use crate::model::{Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction};
+use crate::model::{
+    Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction,
+};
 use crate::money::{Currency, Money, format_minor};
 use crate::mt940_fields::{squash, yymmdd};
-
-/// Record length fixed by the NACHA rules.
-pub const RECORD: usize = 94;
+use crate::nacha_records::{RECORD, Records, field, number, usd};
 
 /// True when `head` starts like a NACHA file header record.
 pub fn looks_like(head: &[u8]) -> bool {
-    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
     let h = &head[start..];
     // The record-size field "094" sits at positions 35-37; a header with a
     // field one character short still counts, and is reported when read.
     h.len() >= 40 && h.starts_with(b"101") && h[30..40].windows(3).any(|w| w == b"094")
-}
-
-/// Splits the stream into 94-byte records, with or without line breaks.
-struct Records<R> {
-    inner: R,
-    line: u64,
-    at_line_start: bool,
-}
-
-impl<R: BufRead> Records<R> {
-    /// Next record and the line it starts on; short lines come back short.
-    fn next(&mut self, rec: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
-        rec.clear();
-        let mut start_line = None;
-        loop {
-            let buf = self.inner.fill_buf()?;
-            if buf.is_empty() {
-                return Ok(start_line);
-            }
-            let b = buf[0];
-            if b == b'\n' || b == b'\r' {
-                self.inner.consume(1);
-                if b == b'\n' || self.peek_is_not_lf()? {
-                    self.at_line_start = true;
-                }
-                if start_line.is_some() {
-                    return Ok(start_line);
-                }
-                continue;
-            }
-            if self.at_line_start {
-                self.line += 1;
-                self.at_line_start = false;
-            }
-            start_line.get_or_insert(self.line);
-            let take = buf
-                .iter()
-                .take(RECORD - rec.len())
-                .take_while(|&&c| c != b'\n' && c != b'\r')
-                .count();
-            rec.extend_from_slice(&buf[..take]);
-            self.inner.consume(take);
-            if rec.len() == RECORD {
-                return Ok(start_line);
-            }
-        }
-    }
-
-    fn peek_is_not_lf(&mut self) -> std::io::Result<bool> {
-        let buf = self.inner.fill_buf()?;
-        Ok(buf.first() != Some(&b'\n'))
-    }
 }
 
 #[derive(Default)]
@@ -132,29 +83,11 @@ pub struct NachaReader<R> {
     done: bool,
 }
 
-fn field(rec: &[u8], from: usize, to: usize) -> String {
-    // Positions are 1-based and inclusive, as printed in the NACHA rules.
-    String::from_utf8_lossy(rec.get(from - 1..to).unwrap_or(b"")).into_owned()
-}
-
-fn number(rec: &[u8], from: usize, to: usize) -> Option<u64> {
-    let f = field(rec, from, to);
-    let t = f.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    t.parse().ok()
-}
-
 impl<R: BufRead> NachaReader<R> {
     /// Creates a reader over a stream already checked with [`looks_like`].
     pub fn new(reader: R, source: SourceInfo) -> Self {
         NachaReader {
-            records: Records {
-                inner: reader,
-                line: 0,
-                at_line_start: true,
-            },
+            records: Records::new(reader),
             out: Out::new(source),
             rec: Vec::with_capacity(RECORD),
             n: 0,
@@ -191,7 +124,11 @@ impl<R: BufRead> NachaReader<R> {
                 self.out.finding(
                     None,
                     Some(line),
-                    format!("record {} is {} characters, not 94; short records are padded with blanks", self.n, rec.len()),
+                    format!(
+                        "record {} is {} characters, not 94; short records are padded with blanks",
+                        self.n,
+                        rec.len()
+                    ),
                 );
             }
             rec.resize(RECORD, b' ');
@@ -210,7 +147,8 @@ impl<R: BufRead> NachaReader<R> {
             self.flush_pending();
         }
         if self.control_seen {
-            self.out.reject(n, line, "record after the file control record");
+            self.out
+                .reject(n, line, "record after the file control record");
             return;
         }
         match rec[0] {
@@ -235,7 +173,11 @@ impl<R: BufRead> NachaReader<R> {
 
     fn batch_header(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_some() {
-            self.out.finding(None, Some(line), "batch header before the previous batch's control record");
+            self.out.finding(
+                None,
+                Some(line),
+                "batch header before the previous batch's control record",
+            );
             self.end_batch(None, line);
         }
         let sec = field(rec, 51, 53);
@@ -246,7 +188,11 @@ impl<R: BufRead> NachaReader<R> {
             index: self.statements - 1,
             line,
             service_class: field(rec, 2, 4),
-            company_name: if iat { None } else { squash(&field(rec, 5, 20)) },
+            company_name: if iat {
+                None
+            } else {
+                squash(&field(rec, 5, 20))
+            },
             company_id: squash(&field(rec, 41, 50)),
             description: squash(&field(rec, 54, 63)),
             effective,
@@ -255,14 +201,19 @@ impl<R: BufRead> NachaReader<R> {
             ..Batch::default()
         });
         if effective.is_none() {
-            self.out.finding(Some(self.statements - 1), Some(line), "batch header has no valid effective entry date");
+            self.out.finding(
+                Some(self.statements - 1),
+                Some(line),
+                "batch header has no valid effective entry date",
+            );
         }
     }
 
     fn entry(&mut self, rec: &[u8], line: u64) {
         let n = self.n;
         let Some(batch) = self.batch.as_mut() else {
-            self.out.reject_entry(n, line, "entry detail record outside a batch");
+            self.out
+                .reject_entry(n, line, "entry detail record outside a batch");
             return;
         };
         batch.records += 1;
@@ -274,12 +225,14 @@ impl<R: BufRead> NachaReader<R> {
             Some(b'1'..=b'4') => Direction::Credit,
             Some(b'5'..=b'9') => Direction::Debit,
             _ => {
-                self.out.reject_entry(n, line, format!("invalid transaction code {code:?}"));
+                self.out
+                    .reject_entry(n, line, format!("invalid transaction code {code:?}"));
                 return;
             }
         };
         let Some(amount) = number(rec, 30, 39) else {
-            self.out.reject_entry(n, line, format!("invalid amount {:?}", field(rec, 30, 39)));
+            self.out
+                .reject_entry(n, line, format!("invalid amount {:?}", field(rec, 30, 39)));
             return;
         };
         let amount = amount as i64;
@@ -338,7 +291,8 @@ impl<R: BufRead> NachaReader<R> {
             b.records += 1;
         }
         let Some(p) = self.pending.as_mut() else {
-            self.out.reject(n, line, "addenda record without a preceding entry");
+            self.out
+                .reject(n, line, "addenda record without a preceding entry");
             return;
         };
         p.raw.push(b'\n');
@@ -367,7 +321,8 @@ impl<R: BufRead> NachaReader<R> {
             "17" if p.iat => squash(&field(rec, 4, 83)),
             _ if p.iat => None,
             other => {
-                self.out.reject(n, line, format!("unknown addenda type {other:?}"));
+                self.out
+                    .reject(n, line, format!("unknown addenda type {other:?}"));
                 None
             }
         };
@@ -380,7 +335,9 @@ impl<R: BufRead> NachaReader<R> {
     }
 
     fn flush_pending(&mut self) {
-        let Some(mut p) = self.pending.take() else { return };
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
         if !p.addenda.is_empty() {
             let extra = p.addenda.join(" ");
             p.tx.description = Some(match p.tx.description.take() {
@@ -394,7 +351,8 @@ impl<R: BufRead> NachaReader<R> {
 
     fn batch_control(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_none() {
-            self.out.reject(self.n, line, "batch control record without a batch header");
+            self.out
+                .reject(self.n, line, "batch control record without a batch header");
             return;
         }
         self.end_batch(Some(rec), line);
@@ -409,11 +367,46 @@ impl<R: BufRead> NachaReader<R> {
         match control {
             Some(rec) => {
                 let l = Some(line);
-                check_equal(out, idx, l, "batch entry/addenda count", number(rec, 5, 10).unwrap_or(u64::MAX), b.records);
-                check_equal(out, idx, l, "batch entry hash", number(rec, 11, 20).unwrap_or(u64::MAX), hash);
-                check_equal(out, idx, l, "batch total debits", usd(number(rec, 21, 32)), format_minor(b.debits, 2));
-                check_equal(out, idx, l, "batch total credits", usd(number(rec, 33, 44)), format_minor(b.credits, 2));
-                check_equal(out, idx, l, "batch service class", field(rec, 2, 4), b.service_class.clone());
+                check_equal(
+                    out,
+                    idx,
+                    l,
+                    "batch entry/addenda count",
+                    number(rec, 5, 10).unwrap_or(u64::MAX),
+                    b.records,
+                );
+                check_equal(
+                    out,
+                    idx,
+                    l,
+                    "batch entry hash",
+                    number(rec, 11, 20).unwrap_or(u64::MAX),
+                    hash,
+                );
+                check_equal(
+                    out,
+                    idx,
+                    l,
+                    "batch total debits",
+                    usd(number(rec, 21, 32)),
+                    format_minor(b.debits, 2),
+                );
+                check_equal(
+                    out,
+                    idx,
+                    l,
+                    "batch total credits",
+                    usd(number(rec, 33, 44)),
+                    format_minor(b.credits, 2),
+                );
+                check_equal(
+                    out,
+                    idx,
+                    l,
+                    "batch service class",
+                    field(rec, 2, 4),
+                    b.service_class.clone(),
+                );
             }
             None => out.finding(idx, Some(b.line), "batch has no batch control record"),
         }
@@ -438,18 +431,54 @@ impl<R: BufRead> NachaReader<R> {
 
     fn file_control(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_some() {
-            self.out.finding(None, Some(line), "file control record inside an open batch");
+            self.out
+                .finding(None, Some(line), "file control record inside an open batch");
             self.end_batch(None, line);
         }
         self.control_seen = true;
         let f = &self.file;
         let l = Some(line);
         let out = &mut self.out;
-        check_equal(out, None, l, "file batch count", number(rec, 2, 7).unwrap_or(u64::MAX), f.batches);
-        check_equal(out, None, l, "file entry/addenda count", number(rec, 14, 21).unwrap_or(u64::MAX), f.records);
-        check_equal(out, None, l, "file entry hash", number(rec, 22, 31).unwrap_or(u64::MAX), f.hash % 10_000_000_000);
-        check_equal(out, None, l, "file total debits", usd(number(rec, 32, 43)), format_minor(f.debits, 2));
-        check_equal(out, None, l, "file total credits", usd(number(rec, 44, 55)), format_minor(f.credits, 2));
+        check_equal(
+            out,
+            None,
+            l,
+            "file batch count",
+            number(rec, 2, 7).unwrap_or(u64::MAX),
+            f.batches,
+        );
+        check_equal(
+            out,
+            None,
+            l,
+            "file entry/addenda count",
+            number(rec, 14, 21).unwrap_or(u64::MAX),
+            f.records,
+        );
+        check_equal(
+            out,
+            None,
+            l,
+            "file entry hash",
+            number(rec, 22, 31).unwrap_or(u64::MAX),
+            f.hash % 10_000_000_000,
+        );
+        check_equal(
+            out,
+            None,
+            l,
+            "file total debits",
+            usd(number(rec, 32, 43)),
+            format_minor(f.debits, 2),
+        );
+        check_equal(
+            out,
+            None,
+            l,
+            "file total credits",
+            usd(number(rec, 44, 55)),
+            format_minor(f.credits, 2),
+        );
         self.file_block_count = number(rec, 8, 13);
     }
 
@@ -459,19 +488,24 @@ impl<R: BufRead> NachaReader<R> {
             self.end_batch(None, 0);
         }
         if !self.header_seen {
-            self.out.finding(None, None, "file has no file header record");
+            self.out
+                .finding(None, None, "file has no file header record");
         }
         if !self.control_seen {
-            self.out.finding(None, None, "file has no file control record");
+            self.out
+                .finding(None, None, "file has no file control record");
         } else if let Some(blocks) = self.file_block_count {
             let computed = self.all_records.div_ceil(10);
-            check_equal(&mut self.out, None, None, "file block count", blocks, computed);
+            check_equal(
+                &mut self.out,
+                None,
+                None,
+                "file block count",
+                blocks,
+                computed,
+            );
         }
     }
-}
-
-fn usd(minor: Option<u64>) -> String {
-    minor.map_or_else(|| "unreadable".to_owned(), |m| format_minor(i128::from(m), 2))
 }
 
 impl<R: BufRead> Iterator for NachaReader<R> {

@@ -161,9 +161,14 @@ impl CsvProfile {
         let c = &self.columns;
         match (&c.amount, &c.debit, &c.credit) {
             (Some(_), None, None) | (None, Some(_), Some(_)) => {}
-            _ => return Err("give either columns.amount or both columns.debit and columns.credit".into()),
+            _ => {
+                return Err(
+                    "give either columns.amount or both columns.debit and columns.credit".into(),
+                );
+            }
         }
-        if c.direction.is_some() && (self.credit_values.is_empty() || self.debit_values.is_empty()) {
+        if c.direction.is_some() && (self.credit_values.is_empty() || self.debit_values.is_empty())
+        {
             return Err("columns.direction needs credit_values and debit_values".into());
         }
         if self.encoding().is_none() {

@@ -111,7 +111,8 @@ fn push_bounded(line: &mut Line, bytes: &[u8]) {
     if bytes.len() > room {
         line.truncated = true;
     }
-    line.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    line.bytes
+        .extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 /// Decodes one line: UTF-8 when valid, otherwise the legacy `fallback`

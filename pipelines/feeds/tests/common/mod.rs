@@ -8,12 +8,16 @@ use feeds::{CsvProfile, Format, InspectReport, Item, inspect, open};
 
 /// Path of a fixture file.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// Path of a CSV profile.
 pub fn profile(name: &str) -> CsvProfile {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles").join(format!("{name}.toml"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("profiles")
+        .join(format!("{name}.toml"));
     CsvProfile::load(&p).expect("profile loads")
 }
 

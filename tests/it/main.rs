@@ -1,0 +1,6 @@
+//! Cross-crate integration tests: in-process workers and real `wf`
+//! processes against a real PostgreSQL (one fresh database per test).
+
+mod cli;
+mod support;
+mod workers;
