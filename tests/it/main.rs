@@ -2,5 +2,6 @@
 //! processes against a real PostgreSQL (one fresh database per test).
 
 mod cli;
+mod embedded;
 mod support;
 mod workers;

@@ -544,8 +544,7 @@ impl RunDeltas {
         if self.by_run.is_empty() {
             return Ok(());
         }
-        let (runs, (dn, df)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) =
-            self.by_run.into_iter().unzip();
+        let (runs, (dn, df)): (Vec<Uuid>, (Vec<i32>, Vec<i32>)) = self.by_run.into_iter().unzip();
         sqlx::query(
             "UPDATE wf.runs r
              SET remaining = r.remaining + d.dn,

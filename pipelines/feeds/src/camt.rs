@@ -71,7 +71,8 @@ pub fn declared_encoding(head: &[u8]) -> Option<&'static encoding_rs::Encoding> 
     let p = decl.find("encoding")?;
     let rest = decl[p + 8..].trim_start().strip_prefix('=')?.trim_start();
     let quote = rest.chars().next()?;
-    let value = rest[1..].split(quote).next()?;
+    // The quote may be any character in damaged input: slice by its width.
+    let value = rest[quote.len_utf8()..].split(quote).next()?;
     encoding_rs::Encoding::for_label(value.trim().as_bytes())
 }
 
