@@ -455,7 +455,7 @@ pub trait Store: Send + Sync + 'static {
     /// Runs, newest first.
     fn runs_list(&self, f: RunsFilter) -> impl Future<Output = Result<Vec<RunInfo>, StoreError>> + Send;
 
-    /// A run's steps in plan order.
+    /// A run's steps in plan order, fan-out children right after their parent.
     fn steps_list(&self, run: RunId) -> impl Future<Output = Result<Vec<StepInfo>, StoreError>> + Send;
 
     /// A run's history (optionally one step's), oldest first.

@@ -25,14 +25,15 @@ type StepRow = (
     Vec<String>,
 );
 
-/// A run's steps in plan order (fan-out children after their parent).
+/// A run's steps in plan order, fan-out children right after their parent.
 pub(crate) async fn steps(pool: &PgPool, run: RunId) -> Result<Vec<StepInfo>, StoreError> {
     let rows: Vec<StepRow> = sqlx::query_as(
         "SELECT s.id, s.name, s.step_type, s.queue, s.status::text, s.attempt, s.max_attempts, s.worker_id,
                 s.lease_expires_at, s.available_at, s.started_at, s.finished_at, s.last_error,
                 COALESCE((SELECT array_agg(u.name ORDER BY u.name) FROM wf.step_deps d
                           JOIN wf.steps u ON u.id = d.depends_on WHERE d.step_id = s.id), '{}')
-         FROM wf.steps s WHERE s.run_id = $1 ORDER BY s.id",
+         FROM wf.steps s WHERE s.run_id = $1
+         ORDER BY COALESCE(s.parent_id, s.id), s.parent_id NULLS FIRST, s.id",
     )
     .bind(run.0)
     .fetch_all(pool)

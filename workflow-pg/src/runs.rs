@@ -168,7 +168,9 @@ async fn operator_move(
             SET status = $4::wf.step_state,
                 lease_expires_at = NULL,
                 available_at = now(),
-                max_attempts = CASE WHEN $4 = 'ready' THEN s.attempt + s.policy_attempts ELSE s.max_attempts END,
+                -- An operator retry grants a fresh budget of attempts.
+                max_attempts = CASE WHEN $3 IN ('resumed', 'retried') THEN s.attempt + s.policy_attempts
+                                    ELSE s.max_attempts END,
                 finished_at = CASE WHEN $4 IN ('cancelled', 'skipped') THEN clock_timestamp() END
             FROM old WHERE s.id = old.id
             RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token, old.status AS from_status, s.status

@@ -27,10 +27,7 @@ fn main() {
         })
     });
     match inspect(Path::new(file.as_str()), format, profile.as_ref()) {
-        Ok(report) if json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        ),
+        Ok(report) if json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
         Ok(report) => print!("{report}"),
         Err(e) => {
             eprintln!("error: {e}");

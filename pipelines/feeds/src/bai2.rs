@@ -10,19 +10,14 @@ use chrono::NaiveDate;
 use crate::bai2_fields::{Fields, check_total, direction, skip_funds, split_logical, strip_slash};
 use crate::emit::{Out, check_equal};
 use crate::error::FeedError;
-use crate::model::{
-    Balance, Counterparty, Item, SourceInfo, Statement, StatementKind, Transaction,
-};
+use crate::model::{Balance, Counterparty, Item, SourceInfo, Statement, StatementKind, Transaction};
 use crate::money::{Currency, Money, parse_implied};
 use crate::mt940_fields::{squash, yymmdd};
 use crate::text::{Line, LineReader, decode, default_fallback};
 
 /// True when `head` starts like a BAI2 file header (`01,` ... `/`).
 pub fn looks_like(head: &[u8]) -> bool {
-    let start = head
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(head.len());
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
     let h = &head[start..];
     let first_line = h.split(|&b| b == b'\n' || b == b'\r').next().unwrap_or(b"");
     h.starts_with(b"01,") && first_line.iter().filter(|&&b| b == b',').count() >= 5
@@ -105,10 +100,7 @@ impl<R: BufRead> Bai2Reader<R> {
     }
 
     fn step(&mut self) -> Result<(), FeedError> {
-        let more = self
-            .lines
-            .next_line(&mut self.buf)
-            .map_err(|e| FeedError::io(&self.out.source.name, e))?;
+        let more = self.lines.next_line(&mut self.buf).map_err(|e| FeedError::io(&self.out.source.name, e))?;
         if !more {
             self.flush();
             self.finish();
@@ -120,15 +112,10 @@ impl<R: BufRead> Bai2Reader<R> {
         let (text, fallback) = decode(&raw, default_fallback());
         if fallback && !self.transcoded {
             self.transcoded = true;
-            self.out.finding(
-                None,
-                Some(number),
-                "text is not UTF-8; transcoded from windows-1252",
-            );
+            self.out.finding(None, Some(number), "text is not UTF-8; transcoded from windows-1252");
         }
         if self.buf.truncated {
-            self.out
-                .reject(self.records + 1, number, "line too long; excess dropped");
+            self.out.reject(self.records + 1, number, "line too long; excess dropped");
         }
         for piece in split_logical(text.trim_end()) {
             self.piece(piece, number);
@@ -154,11 +141,7 @@ impl<R: BufRead> Bai2Reader<R> {
                 return;
             }
             self.records += 1;
-            self.out.reject(
-                self.records,
-                line,
-                "88 continuation without a record to continue",
-            );
+            self.out.reject(self.records, line, "88 continuation without a record to continue");
             return;
         }
         self.flush();
@@ -196,21 +179,13 @@ impl<R: BufRead> Bai2Reader<R> {
             "49" => self.account_trailer(&rec),
             "98" => self.group_trailer(&rec),
             "99" => self.file_trailer(&rec),
-            other => self.out.reject(
-                rec.record,
-                rec.line,
-                format!("unknown record type {other:?}"),
-            ),
+            other => self.out.reject(rec.record, rec.line, format!("unknown record type {other:?}")),
         }
     }
 
     fn group_header(&mut self, rec: &Logical) {
         if self.group.is_some() {
-            self.out.finding(
-                None,
-                Some(rec.line),
-                "group header inside an open group (missing 98)",
-            );
+            self.out.finding(None, Some(rec.line), "group header inside an open group (missing 98)");
         }
         let mut f = Fields::new(&rec.segments);
         let _receiver = f.field();
@@ -218,11 +193,7 @@ impl<R: BufRead> Bai2Reader<R> {
         let _status = f.field();
         let as_of = f.field().and_then(|d| yymmdd(d.trim()));
         let _time = f.field();
-        let currency = f
-            .field()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned);
+        let currency = f.field().map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
         let modifier = f.field().map(str::trim).unwrap_or("");
         self.group = Some(Group {
             currency,
@@ -237,16 +208,11 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn account_header(&mut self, rec: &Logical) {
         if self.account.is_some() {
-            self.out.finding(
-                None,
-                Some(rec.line),
-                "account header inside an open account (missing 49)",
-            );
+            self.out.finding(None, Some(rec.line), "account header inside an open account (missing 49)");
             self.end_account(None);
         }
         let Some(group) = self.group.as_ref() else {
-            self.out
-                .reject(rec.record, rec.line, "account record outside a group");
+            self.out.reject(rec.record, rec.line, "account record outside a group");
             return;
         };
         let mut f = Fields::new(&rec.segments);
@@ -264,11 +230,7 @@ impl<R: BufRead> Bai2Reader<R> {
             ..Account::default()
         };
         if currency.is_none() {
-            self.out.reject(
-                rec.record,
-                rec.line,
-                format!("unknown currency {code:?}; account entries cannot be read"),
-            );
+            self.out.reject(rec.record, rec.line, format!("unknown currency {code:?}; account entries cannot be read"));
         }
         // Summary fields: type, amount, item count, funds type [+ details].
         while let Some(type_code) = f.field() {
@@ -290,13 +252,7 @@ impl<R: BufRead> Bai2Reader<R> {
                 Ok(minor) => {
                     acc.total += i128::from(minor);
                     if let Some(cur) = currency {
-                        let bal = Balance {
-                            amount: Money {
-                                minor,
-                                currency: cur,
-                            },
-                            date: group.as_of,
-                        };
+                        let bal = Balance { amount: Money { minor, currency: cur }, date: group.as_of };
                         match type_code {
                             "010" => acc.opening = Some(bal),
                             "015" => acc.closing = Some(bal),
@@ -304,10 +260,7 @@ impl<R: BufRead> Bai2Reader<R> {
                         }
                     }
                 }
-                Err(e) => {
-                    self.out
-                        .reject(rec.record, rec.line, format!("summary {type_code}: {e}"))
-                }
+                Err(e) => self.out.reject(rec.record, rec.line, format!("summary {type_code}: {e}")),
             }
         }
         self.account = Some(acc);
@@ -315,8 +268,7 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn detail(&mut self, rec: &Logical) {
         let (Some(group), Some(acc)) = (self.group.as_ref(), self.account.as_mut()) else {
-            self.out
-                .reject_entry(rec.record, rec.line, "16 detail outside an account");
+            self.out.reject_entry(rec.record, rec.line, "16 detail outside an account");
             return;
         };
         acc.entries += 1;
@@ -358,16 +310,11 @@ impl<R: BufRead> Bai2Reader<R> {
             return;
         };
         let Some(currency) = acc.currency else {
-            self.out
-                .reject_entry(rec.record, rec.line, "account currency unknown");
+            self.out.reject_entry(rec.record, rec.line, "account currency unknown");
             return;
         };
         if minor < 0 {
-            self.out.reject_entry(
-                rec.record,
-                rec.line,
-                format!("negative detail amount {amount_text:?}"),
-            );
+            self.out.reject_entry(rec.record, rec.line, format!("negative detail amount {amount_text:?}"));
             return;
         }
         let tx = Transaction {
@@ -389,11 +336,7 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn account_trailer(&mut self, rec: &Logical) {
         if self.account.is_none() {
-            self.out.reject(
-                rec.record,
-                rec.line,
-                "49 account trailer without an account",
-            );
+            self.out.reject(rec.record, rec.line, "49 account trailer without an account");
             return;
         }
         self.end_account(Some(rec));
@@ -414,26 +357,10 @@ impl<R: BufRead> Bai2Reader<R> {
                 let total = f.field().unwrap_or("").trim().to_owned();
                 let count = f.field().unwrap_or("").trim().to_owned();
                 let l = Some(rec.line);
-                check_total(
-                    &mut self.out,
-                    idx,
-                    l,
-                    "account control total (49)",
-                    &total,
-                    acc.total,
-                );
-                check_equal(
-                    &mut self.out,
-                    idx,
-                    l,
-                    "account record count (49)",
-                    count,
-                    acc.records.to_string(),
-                );
+                check_total(&mut self.out, idx, l, "account control total (49)", &total, acc.total);
+                check_equal(&mut self.out, idx, l, "account record count (49)", count, acc.records.to_string());
             }
-            None => self
-                .out
-                .finding(idx, Some(acc.line), "account has no 49 trailer"),
+            None => self.out.finding(idx, Some(acc.line), "account has no 49 trailer"),
         }
         if let Some(g) = self.group.as_mut() {
             g.total += acc.total;
@@ -454,16 +381,11 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn group_trailer(&mut self, rec: &Logical) {
         if self.account.is_some() {
-            self.out.finding(
-                None,
-                Some(rec.line),
-                "group trailer inside an open account (missing 49)",
-            );
+            self.out.finding(None, Some(rec.line), "group trailer inside an open account (missing 49)");
             self.end_account(None);
         }
         let Some(g) = self.group.take() else {
-            self.out
-                .reject(rec.record, rec.line, "98 group trailer without a group");
+            self.out.reject(rec.record, rec.line, "98 group trailer without a group");
             return;
         };
         let mut f = Fields::new(&rec.segments);
@@ -471,30 +393,9 @@ impl<R: BufRead> Bai2Reader<R> {
         let accounts = f.field().unwrap_or("").trim().to_owned();
         let count = f.field().unwrap_or("").trim().to_owned();
         let l = Some(rec.line);
-        check_total(
-            &mut self.out,
-            None,
-            l,
-            "group control total (98)",
-            &total,
-            g.total,
-        );
-        check_equal(
-            &mut self.out,
-            None,
-            l,
-            "group account count (98)",
-            accounts,
-            g.accounts.to_string(),
-        );
-        check_equal(
-            &mut self.out,
-            None,
-            l,
-            "group record count (98)",
-            count,
-            g.records.to_string(),
-        );
+        check_total(&mut self.out, None, l, "group control total (98)", &total, g.total);
+        check_equal(&mut self.out, None, l, "group account count (98)", accounts, g.accounts.to_string());
+        check_equal(&mut self.out, None, l, "group record count (98)", count, g.records.to_string());
         self.file_total += g.total;
         self.file_groups += 1;
         let _ = g.line;
@@ -502,11 +403,7 @@ impl<R: BufRead> Bai2Reader<R> {
 
     fn file_trailer(&mut self, rec: &Logical) {
         if self.group.is_some() {
-            self.out.finding(
-                None,
-                Some(rec.line),
-                "file trailer inside an open group (missing 98)",
-            );
+            self.out.finding(None, Some(rec.line), "file trailer inside an open group (missing 98)");
             self.end_account(None);
             self.group = None;
         }
@@ -516,30 +413,9 @@ impl<R: BufRead> Bai2Reader<R> {
         let groups = f.field().unwrap_or("").trim().to_owned();
         let count = f.field().unwrap_or("").trim().to_owned();
         let l = Some(rec.line);
-        check_total(
-            &mut self.out,
-            None,
-            l,
-            "file control total (99)",
-            &total,
-            self.file_total,
-        );
-        check_equal(
-            &mut self.out,
-            None,
-            l,
-            "file group count (99)",
-            groups,
-            self.file_groups.to_string(),
-        );
-        check_equal(
-            &mut self.out,
-            None,
-            l,
-            "file record count (99)",
-            count,
-            self.file_records.to_string(),
-        );
+        check_total(&mut self.out, None, l, "file control total (99)", &total, self.file_total);
+        check_equal(&mut self.out, None, l, "file group count (99)", groups, self.file_groups.to_string());
+        check_equal(&mut self.out, None, l, "file record count (99)", count, self.file_records.to_string());
     }
 
     fn finish(&mut self) {

@@ -29,11 +29,7 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// Starts at the first field.
     pub fn new(segments: &'a [String]) -> Self {
-        Fields {
-            segments,
-            seg: 0,
-            pos: 0,
-        }
+        Fields { segments, seg: 0, pos: 0 }
     }
 
     /// Next field, `None` when all are read.
@@ -91,9 +87,8 @@ pub fn split_logical(line: &str) -> Vec<&str> {
     while i < b.len() {
         if b[i] == b'/' {
             let next = &line[i + 1..];
-            let is_record = ["01,", "02,", "03,", "16,", "49,", "88,", "98,", "99,"]
-                .iter()
-                .any(|c| next.starts_with(c));
+            let is_record =
+                ["01,", "02,", "03,", "16,", "49,", "88,", "98,", "99,"].iter().any(|c| next.starts_with(c));
             if is_record {
                 out.push(&line[start..=i]);
                 start = i + 1;
@@ -143,14 +138,7 @@ pub fn skip_funds(funds: &str, f: &mut Fields<'_>) -> Result<(), String> {
 }
 
 /// Control totals are signed integers of minor units ("+00000000000834000").
-pub fn check_total(
-    out: &mut Out,
-    idx: Option<u32>,
-    line: Option<u64>,
-    what: &str,
-    declared: &str,
-    computed: i128,
-) {
+pub fn check_total(out: &mut Out, idx: Option<u32>, line: Option<u64>, what: &str, declared: &str, computed: i128) {
     match parse_implied(declared) {
         Ok(d) => check_equal(out, idx, line, what, i128::from(d), computed),
         Err(_) => out.finding(idx, line, format!("{what}: unreadable value {declared:?}")),

@@ -35,27 +35,14 @@ pub struct CamtVersion {
 /// Finds the camt message and version in the first bytes of a file.
 pub fn sniff(head: &[u8]) -> Option<CamtVersion> {
     let text = String::from_utf8_lossy(head);
-    for (message, root) in [
-        (53u8, "BkToCstmrStmt"),
-        (52, "BkToCstmrAcctRpt"),
-        (54, "BkToCstmrDbtCdtNtfctn"),
-    ] {
+    for (message, root) in [(53u8, "BkToCstmrStmt"), (52, "BkToCstmrAcctRpt"), (54, "BkToCstmrDbtCdtNtfctn")] {
         let ns = format!("camt.0{message}.001.");
         if let Some(p) = text.find(&ns) {
-            let v = text[p + ns.len()..]
-                .get(..2)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            return Some(CamtVersion {
-                message,
-                version: v,
-            });
+            let v = text[p + ns.len()..].get(..2).and_then(|v| v.parse().ok()).unwrap_or(0);
+            return Some(CamtVersion { message, version: v });
         }
         if text.contains(&format!("<{root}")) || text.contains(&format!(":{root}")) {
-            return Some(CamtVersion {
-                message,
-                version: 0,
-            });
+            return Some(CamtVersion { message, version: 0 });
         }
     }
     None
@@ -132,11 +119,7 @@ impl<R: BufRead> CamtReader<R> {
         CamtReader {
             xml,
             out: Out::new(source),
-            kind: if version.message == 53 {
-                StatementKind::EndOfDay
-            } else {
-                StatementKind::Intraday
-            },
+            kind: if version.message == 53 { StatementKind::EndOfDay } else { StatementKind::Intraday },
             buf: Vec::new(),
             stack: Vec::new(),
             text: String::new(),
@@ -156,16 +139,10 @@ impl<R: BufRead> CamtReader<R> {
         let event = match self.xml.read_event_into(&mut self.buf) {
             Ok(e) => e.into_owned(),
             Err(quick_xml::Error::Io(e)) => {
-                return Err(FeedError::io(
-                    &self.out.source.name,
-                    std::io::Error::new(e.kind(), e.to_string()),
-                ));
+                return Err(FeedError::io(&self.out.source.name, std::io::Error::new(e.kind(), e.to_string())));
             }
             Err(e) => {
-                self.fail(
-                    line,
-                    format!("XML syntax error: {e}; rest of file not read"),
-                );
+                self.fail(line, format!("XML syntax error: {e}; rest of file not read"));
                 return Ok(());
             }
         };
@@ -236,8 +213,7 @@ impl<R: BufRead> CamtReader<R> {
         self.entries_seen += u64::from(self.entry.is_some());
         let record = self.entries_seen.max(1);
         if let Some(e) = self.entry.take() {
-            self.out
-                .reject_entry(record, e.line, format!("entry not complete: {reason}"));
+            self.out.reject_entry(record, e.line, format!("entry not complete: {reason}"));
             if let Some(st) = self.st.as_mut() {
                 st.entries += 1;
                 st.rejected += 1;
@@ -252,20 +228,13 @@ impl<R: BufRead> CamtReader<R> {
     fn finish(&mut self) {
         self.end_statement();
         if self.statements == 0 {
-            self.out.finding(
-                None,
-                None,
-                "message contains no statement, report or notification",
-            );
+            self.out.finding(None, None, "message contains no statement, report or notification");
         }
         self.done = true;
     }
 
     fn rel(&self, from: usize) -> String {
-        self.stack
-            .get(from..)
-            .map(|s| s.join("/"))
-            .unwrap_or_default()
+        self.stack.get(from..).map(|s| s.join("/")).unwrap_or_default()
     }
 
     fn open(&mut self, start: &quick_xml::events::BytesStart<'_>, ccy: Option<String>, line: u64) {
@@ -274,10 +243,7 @@ impl<R: BufRead> CamtReader<R> {
         if !self.root_seen {
             self.root_seen = true;
             if name != "Document" && !name.starts_with("BkToCstmr") {
-                self.fail(
-                    line,
-                    format!("root element <{name}> is not a camt Document"),
-                );
+                self.fail(line, format!("root element <{name}> is not a camt Document"));
             }
             return;
         }
@@ -295,12 +261,7 @@ impl<R: BufRead> CamtReader<R> {
         match (st_depth, name.as_str()) {
             (None, "Stmt" | "Rpt" | "Ntfctn") if depth <= 3 => {
                 self.statements += 1;
-                self.st = Some(StmtAcc {
-                    index: self.statements - 1,
-                    depth,
-                    line,
-                    ..StmtAcc::default()
-                });
+                self.st = Some(StmtAcc { index: self.statements - 1, depth, line, ..StmtAcc::default() });
             }
             (Some(sd), "Ntry") if depth == sd + 1 => {
                 self.entries_seen += 1;
@@ -351,11 +312,9 @@ impl<R: BufRead> CamtReader<R> {
         let value = || (!text.is_empty()).then(|| text.to_owned());
         match rel.as_str() {
             "Id" => st.id = value(),
-            "Acct/Id/IBAN"
-            | "Acct/Id/Othr/Id"
-            | "Acct/Id/PrtryAcct/Id"
-            | "Acct/Id/BBAN"
-            | "Acct/Id/UPIC" => st.account = value(),
+            "Acct/Id/IBAN" | "Acct/Id/Othr/Id" | "Acct/Id/PrtryAcct/Id" | "Acct/Id/BBAN" | "Acct/Id/UPIC" => {
+                st.account = value()
+            }
             "Acct/Ccy" => st.currency = Currency::from_code(text),
             "TxsSummry/TtlNtries/NbOfNtries" => st.summary.count = value(),
             "TxsSummry/TtlNtries/Sum" => st.summary.sum = value(),
@@ -382,11 +341,7 @@ impl<R: BufRead> CamtReader<R> {
                     *slot = Some(bal);
                 }
             }
-            Err(reason) => self.out.reject(
-                self.entries_seen,
-                b.line,
-                format!("{code} balance: {reason}"),
-            ),
+            Err(reason) => self.out.reject(self.entries_seen, b.line, format!("{code} balance: {reason}")),
         }
     }
 
@@ -428,7 +383,14 @@ impl<R: BufRead> CamtReader<R> {
         let idx = Some(st.index);
         let line = Some(st.line);
         if st.pending > 0 {
-            out.finding(idx, line, format!("{} entries are not booked (status other than BOOK); left out of the balance check", st.pending));
+            out.finding(
+                idx,
+                line,
+                format!(
+                    "{} entries are not booked (status other than BOOK); left out of the balance check",
+                    st.pending
+                ),
+            );
         }
         match (&st.opening, &st.closing) {
             (Some(o), Some(c)) if o.amount.currency != c.amount.currency => {
@@ -456,53 +418,20 @@ impl<R: BufRead> CamtReader<R> {
                 );
             }
             _ if self.kind == StatementKind::EndOfDay => {
-                out.finding(
-                    idx,
-                    line,
-                    "statement lacks opening (OPBD/PRCD) or closing (CLBD) balance",
-                );
+                out.finding(idx, line, "statement lacks opening (OPBD/PRCD) or closing (CLBD) balance");
             }
             _ => {}
         }
         let s = &st.summary;
-        let cur = st
-            .currency
-            .or(st.opening.as_ref().map(|b| b.amount.currency));
+        let cur = st.currency.or(st.opening.as_ref().map(|b| b.amount.currency));
         for (what, count, sum, computed) in [
-            (
-                "entries (TtlNtries)",
-                &s.count,
-                &s.sum,
-                (st.credits.0 + st.debits.0, st.credits.1 + st.debits.1),
-            ),
-            (
-                "credit entries (TtlCdtNtries)",
-                &s.credit_count,
-                &s.credit_sum,
-                st.credits,
-            ),
-            (
-                "debit entries (TtlDbtNtries)",
-                &s.debit_count,
-                &s.debit_sum,
-                st.debits,
-            ),
+            ("entries (TtlNtries)", &s.count, &s.sum, (st.credits.0 + st.debits.0, st.credits.1 + st.debits.1)),
+            ("credit entries (TtlCdtNtries)", &s.credit_count, &s.credit_sum, st.credits),
+            ("debit entries (TtlDbtNtries)", &s.debit_count, &s.debit_sum, st.debits),
         ] {
             if let Some(n) = count {
-                let read = computed.0
-                    + if what.starts_with("entries") {
-                        st.rejected
-                    } else {
-                        0
-                    };
-                check_equal(
-                    out,
-                    idx,
-                    line,
-                    &format!("{what} count"),
-                    n.clone(),
-                    read.to_string(),
-                );
+                let read = computed.0 + if what.starts_with("entries") { st.rejected } else { 0 };
+                check_equal(out, idx, line, &format!("{what} count"), n.clone(), read.to_string());
             }
             if let (Some(sum), Some(cur)) = (sum, cur) {
                 match Decimal::parse(sum, '.', None).and_then(|d| d.to_minor(cur, sum)) {
@@ -563,9 +492,8 @@ pub(crate) fn signed_money(
         Some(c) => Currency::from_code(c).ok_or_else(|| format!("unknown currency {c:?}"))?,
         None => fallback.ok_or("amount without currency")?,
     };
-    let minor = Decimal::parse(amount, '.', None)
-        .and_then(|d| d.to_minor(currency, amount))
-        .map_err(|e| e.to_string())?;
+    let minor =
+        Decimal::parse(amount, '.', None).and_then(|d| d.to_minor(currency, amount)).map_err(|e| e.to_string())?;
     let minor = match indicator {
         Some("DBIT") => -minor,
         Some("CRDT") | None => minor,

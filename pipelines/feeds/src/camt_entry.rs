@@ -34,11 +34,7 @@ pub struct BalanceAcc {
 impl BalanceAcc {
     /// Starts a balance at `depth`.
     pub fn new(depth: usize, line: u64) -> Self {
-        BalanceAcc {
-            depth,
-            line,
-            ..Self::default()
-        }
+        BalanceAcc { depth, line, ..Self::default() }
     }
 
     /// An element below `Bal` opened; `rel` is its path.
@@ -52,9 +48,7 @@ impl BalanceAcc {
     pub fn close(&mut self, rel: &[String], text: &str) {
         let path = rel.join("/");
         match path.as_str() {
-            "Tp/CdOrPrtry/Cd" | "Tp/Cd" | "Tp/CdOrPrtry/Prtry" | "Tp/Prtry"
-                if self.code.is_none() =>
-            {
+            "Tp/CdOrPrtry/Cd" | "Tp/Cd" | "Tp/CdOrPrtry/Prtry" | "Tp/Prtry" if self.code.is_none() => {
                 self.code = Some(text.to_owned());
             }
             "Amt" => {
@@ -70,16 +64,8 @@ impl BalanceAcc {
     /// The balance, in the statement currency when `Amt` has no `Ccy`.
     pub fn finish(&self, fallback: Option<Currency>) -> Result<Balance, String> {
         let amount = self.amount.as_deref().ok_or("no Amt")?;
-        let money = signed_money(
-            amount,
-            self.ccy.as_deref(),
-            self.indicator.as_deref(),
-            fallback,
-        )?;
-        Ok(Balance {
-            amount: money,
-            date: self.date,
-        })
+        let money = signed_money(amount, self.ccy.as_deref(), self.indicator.as_deref(), fallback)?;
+        Ok(Balance { amount: money, date: self.date })
     }
 }
 
@@ -117,12 +103,7 @@ pub struct EntryAcc {
 impl EntryAcc {
     /// Starts entry number `record` at `depth`.
     pub fn new(depth: usize, line: u64, record: u64) -> Self {
-        EntryAcc {
-            depth,
-            line,
-            record,
-            ..Self::default()
-        }
+        EntryAcc { depth, line, record, ..Self::default() }
     }
 
     /// An element below `Ntry` opened.
@@ -152,9 +133,7 @@ impl EntryAcc {
             "BookgDt/Dt" | "BookgDt/DtTm" => self.booking = date(text),
             "ValDt/Dt" | "ValDt/DtTm" => self.value = date(text),
             "AcctSvcrRef" => self.servicer_ref = value(),
-            "BkTxCd/Domn/Cd" | "BkTxCd/Domn/Fmly/Cd" | "BkTxCd/Domn/Fmly/SubFmlyCd" => {
-                self.domain.extend(value())
-            }
+            "BkTxCd/Domn/Cd" | "BkTxCd/Domn/Fmly/Cd" | "BkTxCd/Domn/Fmly/SubFmlyCd" => self.domain.extend(value()),
             "BkTxCd/Prtry/Cd" => self.proprietary = value(),
             "AddtlNtryInf" => self.info = value(),
             _ => {}
@@ -208,8 +187,7 @@ impl EntryAcc {
         let mut notes = Vec::new();
         if let Some((total, ccy)) = &self.batch_amount {
             let same_ccy = ccy.as_deref().is_none_or(|c| c == money.currency.code());
-            let parsed =
-                Decimal::parse(total, '.', None).and_then(|d| d.to_minor(money.currency, total));
+            let parsed = Decimal::parse(total, '.', None).and_then(|d| d.to_minor(money.currency, total));
             if !same_ccy || parsed.as_ref().ok() != Some(&money.minor) {
                 notes.push(format!(
                     "entry {}: batch total {} {} differs from entry amount {}",
@@ -225,16 +203,8 @@ impl EntryAcc {
             Direction::Credit => self.debtor,
             Direction::Debit => self.creditor,
         };
-        let type_code = if self.domain.is_empty() {
-            self.proprietary
-        } else {
-            Some(self.domain.join("/"))
-        };
-        let mut description = if self.remittance.is_empty() {
-            None
-        } else {
-            Some(self.remittance.join(" "))
-        };
+        let type_code = if self.domain.is_empty() { self.proprietary } else { Some(self.domain.join("/")) };
+        let mut description = if self.remittance.is_empty() { None } else { Some(self.remittance.join(" ")) };
         description = description.or(self.tx_info).or(self.info);
         if description.is_none() && self.tx_details > 1 {
             description = Some(format!("batch of {} transactions", self.tx_details));
@@ -268,15 +238,9 @@ fn party(sub: &str, text: &str, debtor: &mut Counterparty, creditor: &mut Counte
         "RltdPties/Dbtr/Nm" | "RltdPties/Dbtr/Pty/Nm" => set(&mut debtor.name),
         "RltdPties/Cdtr/Nm" | "RltdPties/Cdtr/Pty/Nm" => set(&mut creditor.name),
         "RltdPties/DbtrAcct/Id/IBAN" | "RltdPties/DbtrAcct/Id/Othr/Id" => set(&mut debtor.account),
-        "RltdPties/CdtrAcct/Id/IBAN" | "RltdPties/CdtrAcct/Id/Othr/Id" => {
-            set(&mut creditor.account)
-        }
-        "RltdAgts/DbtrAgt/FinInstnId/BIC" | "RltdAgts/DbtrAgt/FinInstnId/BICFI" => {
-            set(&mut debtor.bank)
-        }
-        "RltdAgts/CdtrAgt/FinInstnId/BIC" | "RltdAgts/CdtrAgt/FinInstnId/BICFI" => {
-            set(&mut creditor.bank)
-        }
+        "RltdPties/CdtrAcct/Id/IBAN" | "RltdPties/CdtrAcct/Id/Othr/Id" => set(&mut creditor.account),
+        "RltdAgts/DbtrAgt/FinInstnId/BIC" | "RltdAgts/DbtrAgt/FinInstnId/BICFI" => set(&mut debtor.bank),
+        "RltdAgts/CdtrAgt/FinInstnId/BIC" | "RltdAgts/CdtrAgt/FinInstnId/BICFI" => set(&mut creditor.bank),
         _ => {}
     }
 }

@@ -10,9 +10,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::emit::Out;
 use crate::error::FeedError;
-use crate::model::{
-    Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction,
-};
+use crate::model::{Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction};
 use crate::money::{Currency, Decimal, Money};
 use crate::mt940_fields::squash;
 use crate::profile::{CsvProfile, SignConvention};
@@ -23,17 +21,9 @@ pub fn looks_like(head: &[u8]) -> bool {
         return false;
     }
     let text = String::from_utf8_lossy(head);
-    let lines: Vec<&str> = text
-        .split(['\n', '\r'])
-        .filter(|l| !l.trim().is_empty())
-        .take(5)
-        .collect();
+    let lines: Vec<&str> = text.split(['\n', '\r']).filter(|l| !l.trim().is_empty()).take(5).collect();
     // The last line may be cut by the look-ahead window.
-    let complete = if lines.len() > 2 {
-        &lines[..lines.len() - 1]
-    } else {
-        &lines[..]
-    };
+    let complete = if lines.len() > 2 { &lines[..lines.len() - 1] } else { &lines[..] };
     if complete.len() < 2 {
         return false;
     }
@@ -89,11 +79,7 @@ impl<R: Read> CsvReader<R> {
         if !csv.read_record(&mut header).map_err(read_err)? {
             return Err(FeedError::not_format(&source.name, "CSV", "no header row"));
         }
-        let find = |col: &str| {
-            header
-                .iter()
-                .position(|h| h.trim().trim_start_matches('\u{feff}') == col)
-        };
+        let find = |col: &str| header.iter().position(|h| h.trim().trim_start_matches('\u{feff}') == col);
         let need = |col: &str| {
             find(col).ok_or_else(|| {
                 FeedError::not_format(
@@ -113,11 +99,7 @@ impl<R: Read> CsvReader<R> {
             credit: opt(&c.credit)?,
             direction: opt(&c.direction)?,
             currency: opt(&c.currency)?,
-            description: c
-                .description
-                .iter()
-                .map(|d| need(d))
-                .collect::<Result<_, _>>()?,
+            description: c.description.iter().map(|d| need(d)).collect::<Result<_, _>>()?,
             reference: opt(&c.reference)?,
             counterparty: opt(&c.counterparty)?,
             counterparty_account: opt(&c.counterparty_account)?,
@@ -143,20 +125,13 @@ impl<R: Read> CsvReader<R> {
                 return;
             }
             Err(e) => {
-                let (record, line) = e
-                    .position()
-                    .map_or((self.entries + 1, 0), |p| (p.record() + 1, p.line()));
+                let (record, line) = e.position().map_or((self.entries + 1, 0), |p| (p.record() + 1, p.line()));
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    self.out.reject(
-                        record,
-                        line,
-                        format!("read error: {e}; rest of file not read"),
-                    );
+                    self.out.reject(record, line, format!("read error: {e}; rest of file not read"));
                     self.finish();
                 } else {
                     self.entries += 1;
-                    self.out
-                        .reject_entry(record, line, format!("unreadable CSV row: {e}"));
+                    self.out.reject_entry(record, line, format!("unreadable CSV row: {e}"));
                 }
                 return;
             }
@@ -165,17 +140,10 @@ impl<R: Read> CsvReader<R> {
             return;
         }
         self.entries += 1;
-        let (record, line) = self
-            .record
-            .position()
-            .map_or((self.entries, 0), |p| (p.record() + 1, p.line()));
+        let (record, line) = self.record.position().map_or((self.entries, 0), |p| (p.record() + 1, p.line()));
         match self.row() {
             Ok(mut tx) => {
-                let raw = self
-                    .record
-                    .iter()
-                    .collect::<Vec<_>>()
-                    .join(&self.profile.delimiter.to_string());
+                let raw = self.record.iter().collect::<Vec<_>>().join(&self.profile.delimiter.to_string());
                 tx.provenance = self.out.provenance(record, line, raw.as_bytes());
                 self.out.transaction(tx);
             }
@@ -184,9 +152,7 @@ impl<R: Read> CsvReader<R> {
     }
 
     fn cell(&self, i: Option<usize>) -> Option<&str> {
-        i.and_then(|i| self.record.get(i))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        i.and_then(|i| self.record.get(i)).map(str::trim).filter(|s| !s.is_empty())
     }
 
     fn date(&self, i: Option<usize>, what: &str) -> Result<Option<NaiveDate>, String> {
@@ -205,28 +171,18 @@ impl<R: Read> CsvReader<R> {
         for s in &self.profile.strip {
             t = t.replace(s.as_str(), "");
         }
-        Decimal::parse(
-            &t,
-            self.profile.decimal_separator,
-            self.profile.thousands_separator,
-        )
-        .and_then(|d| d.to_minor(currency, text))
-        .map_err(|e| e.to_string())
+        Decimal::parse(&t, self.profile.decimal_separator, self.profile.thousands_separator)
+            .and_then(|d| d.to_minor(currency, text))
+            .map_err(|e| e.to_string())
     }
 
     fn row(&self) -> Result<Transaction, String> {
         let c = &self.cols;
-        let booking = self
-            .date(Some(c.booking), "booking date")?
-            .ok_or("empty booking date")?;
+        let booking = self.date(Some(c.booking), "booking date")?.ok_or("empty booking date")?;
         let value = self.date(c.value, "value date")?;
         let currency = match self.cell(c.currency) {
-            Some(code) => {
-                Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?}"))?
-            }
-            None => self
-                .default_currency
-                .ok_or("no currency in row and no default currency")?,
+            Some(code) => Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?}"))?,
+            None => self.default_currency.ok_or("no currency in row and no default currency")?,
         };
         let signed = if c.amount.is_some() {
             let text = self.cell(c.amount).ok_or("empty amount")?;
@@ -239,29 +195,19 @@ impl<R: Read> CsvReader<R> {
                 } else if is(&self.profile.debit_values) {
                     -magnitude
                 } else {
-                    return Err(format!(
-                        "direction {dir:?} is neither a credit nor a debit value"
-                    ));
+                    return Err(format!("direction {dir:?} is neither a credit nor a debit value"));
                 }
             } else if c.direction.is_some() {
                 return Err("empty direction".into());
             } else {
                 match self.profile.sign {
                     SignConvention::CreditPositive => v,
-                    SignConvention::DebitPositive => {
-                        v.checked_neg().ok_or("amount out of range")?
-                    }
+                    SignConvention::DebitPositive => v.checked_neg().ok_or("amount out of range")?,
                 }
             }
         } else {
-            let debit = self
-                .cell(c.debit)
-                .map(|t| self.amount(t, currency))
-                .transpose()?;
-            let credit = self
-                .cell(c.credit)
-                .map(|t| self.amount(t, currency))
-                .transpose()?;
+            let debit = self.cell(c.debit).map(|t| self.amount(t, currency)).transpose()?;
+            let credit = self.cell(c.credit).map(|t| self.amount(t, currency)).transpose()?;
             match (debit.filter(|d| *d != 0), credit.filter(|c| *c != 0)) {
                 (Some(d), None) => -d.checked_abs().ok_or("amount out of range")?,
                 (None, Some(c)) => c.checked_abs().ok_or("amount out of range")?,
@@ -272,28 +218,14 @@ impl<R: Read> CsvReader<R> {
                 }
             }
         };
-        let description: Vec<&str> = c
-            .description
-            .iter()
-            .filter_map(|&i| self.cell(Some(i)))
-            .collect();
+        let description: Vec<&str> = c.description.iter().filter_map(|&i| self.cell(Some(i))).collect();
         Ok(Transaction {
             statement: 0,
-            amount: Money {
-                minor: signed.checked_abs().ok_or("amount out of range")?,
-                currency,
-            },
-            direction: if signed < 0 {
-                Direction::Debit
-            } else {
-                Direction::Credit
-            },
+            amount: Money { minor: signed.checked_abs().ok_or("amount out of range")?, currency },
+            direction: if signed < 0 { Direction::Debit } else { Direction::Credit },
             booking_date: Some(booking),
             value_date: value,
-            account: self
-                .cell(c.account)
-                .map(str::to_owned)
-                .or_else(|| self.profile.account.clone()),
+            account: self.cell(c.account).map(str::to_owned).or_else(|| self.profile.account.clone()),
             counterparty: Counterparty {
                 name: self.cell(c.counterparty).and_then(squash),
                 account: self.cell(c.counterparty_account).and_then(squash),

@@ -20,10 +20,7 @@ pub struct Out {
 impl Out {
     /// An empty queue for `source`.
     pub fn new(source: SourceInfo) -> Self {
-        Out {
-            source,
-            queue: VecDeque::new(),
-        }
+        Out { source, queue: VecDeque::new() }
     }
 
     /// Next finished item, if any.
@@ -63,27 +60,12 @@ impl Out {
     }
 
     fn push_reject(&mut self, record: u64, line: u64, reason: String, entry: bool) {
-        self.queue.push_back(Item::Reject(Reject {
-            source: self.source.name.clone(),
-            record,
-            line,
-            reason,
-            entry,
-        }));
+        self.queue.push_back(Item::Reject(Reject { source: self.source.name.clone(), record, line, reason, entry }));
     }
 
     /// Queues a finding.
-    pub fn finding(
-        &mut self,
-        statement: Option<u32>,
-        line: Option<u64>,
-        message: impl Into<String>,
-    ) {
-        self.queue.push_back(Item::Finding(Finding {
-            statement,
-            line,
-            message: message.into(),
-        }));
+    pub fn finding(&mut self, statement: Option<u32>, line: Option<u64>, message: impl Into<String>) {
+        self.queue.push_back(Item::Finding(Finding { statement, line, message: message.into() }));
     }
 }
 
@@ -98,10 +80,6 @@ pub fn check_equal<T: PartialEq + std::fmt::Display>(
     computed: T,
 ) {
     if declared != computed {
-        out.finding(
-            statement,
-            line,
-            format!("{what}: file says {declared}, entries give {computed}"),
-        );
+        out.finding(statement, line, format!("{what}: file says {declared}, entries give {computed}"));
     }
 }

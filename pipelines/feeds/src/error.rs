@@ -52,17 +52,10 @@ pub enum FeedError {
 
 impl FeedError {
     pub(crate) fn io(source_name: &str, error: io::Error) -> Self {
-        FeedError::Io {
-            source_name: source_name.to_owned(),
-            error,
-        }
+        FeedError::Io { source_name: source_name.to_owned(), error }
     }
 
     pub(crate) fn not_format(source_name: &str, format: &str, reason: impl Into<String>) -> Self {
-        FeedError::NotFormat {
-            source_name: source_name.to_owned(),
-            format: format.to_owned(),
-            reason: reason.into(),
-        }
+        FeedError::NotFormat { source_name: source_name.to_owned(), format: format.to_owned(), reason: reason.into() }
     }
 }

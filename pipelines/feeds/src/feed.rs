@@ -46,10 +46,7 @@ impl Format {
     pub fn detect(first_bytes: &[u8]) -> Option<Format> {
         let head = utf16_to_utf8(first_bytes);
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
-        let trimmed = &head[head
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(head.len())..];
+        let trimmed = &head[head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len())..];
         if trimmed.starts_with(b"<") {
             return camt::sniff(trimmed).map(|_| Format::Camt);
         }
@@ -80,10 +77,7 @@ impl Format {
     fn accepts(&self, head: &[u8]) -> bool {
         let head = utf16_to_utf8(head);
         let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
-        let t = &head[head
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(head.len())..];
+        let t = &head[head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len())..];
         match self {
             Format::Mt940 => mt940::looks_like(t),
             Format::Camt => t.starts_with(b"<") && camt::sniff(t).is_some(),
@@ -121,9 +115,7 @@ impl FromStr for Format {
             "nacha" | "ach" => Ok(Format::Nacha),
             "bai2" | "bai" => Ok(Format::Bai2),
             "csv" => Ok(Format::Csv),
-            other => Err(format!(
-                "unknown feed format {other:?} (mt940, camt, nacha, bai2, csv)"
-            )),
+            other => Err(format!("unknown feed format {other:?} (mt940, camt, nacha, bai2, csv)")),
         }
     }
 }
@@ -153,9 +145,7 @@ impl Iterator for Feed {
 
 impl fmt::Debug for Feed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Feed")
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_struct("Feed").field("format", &self.format).finish_non_exhaustive()
     }
 }
 
@@ -177,23 +167,11 @@ pub fn file_sha256(path: &Path) -> Result<String, FeedError> {
 
 /// Opens a file: hashes it, detects or checks the format, and returns the
 /// item stream. `format: None` means auto-detect.
-pub fn open(
-    path: &Path,
-    format: Option<Format>,
-    profile: Option<&CsvProfile>,
-) -> Result<Feed, FeedError> {
+pub fn open(path: &Path, format: Option<Format>, profile: Option<&CsvProfile>) -> Result<Feed, FeedError> {
     let name = path.display().to_string();
     let sha = file_sha256(path)?;
     let file = File::open(path).map_err(|e| FeedError::io(&name, e))?;
-    parse(
-        file,
-        format,
-        profile,
-        SourceInfo {
-            name,
-            sha256: Some(sha),
-        },
-    )
+    parse(file, format, profile, SourceInfo { name, sha256: Some(sha) })
 }
 
 /// Parses any byte stream. `format: None` means auto-detect; a CSV stream
@@ -208,11 +186,7 @@ pub fn parse<R: Read + Send + 'static>(
     let format = match format {
         Some(f) => {
             if !f.accepts(&head) {
-                return Err(FeedError::not_format(
-                    &source.name,
-                    f.name(),
-                    not_format_reason(f),
-                ));
+                return Err(FeedError::not_format(&source.name, f.name(), not_format_reason(f)));
             }
             f
         }
@@ -220,40 +194,26 @@ pub fn parse<R: Read + Send + 'static>(
         // header row) is tried as CSV; the header check then decides.
         None => Format::detect(&head)
             .or(profile.map(|_| Format::Csv))
-            .ok_or_else(|| FeedError::UnknownFormat {
-                source_name: source.name.clone(),
-            })?,
+            .ok_or_else(|| FeedError::UnknownFormat { source_name: source.name.clone() })?,
     };
     let items: Items = match format {
         Format::Mt940 => Box::new(Mt940Reader::new(bom_aware(replay), source)),
         Format::Bai2 => Box::new(Bai2Reader::new(bom_aware(replay), source)),
         Format::Nacha => Box::new(NachaReader::new(bom_aware(replay), source)),
         Format::Camt => {
-            let version = camt::sniff(&utf16_to_utf8(&head)).unwrap_or(camt::CamtVersion {
-                message: 53,
-                version: 0,
-            });
+            let version = camt::sniff(&utf16_to_utf8(&head)).unwrap_or(camt::CamtVersion { message: 53, version: 0 });
             match camt::declared_encoding(&head) {
-                Some(enc)
-                    if enc != encoding_rs::UTF_8
-                        && encoding_rs::Encoding::for_bom(&head).is_none() =>
-                {
+                Some(enc) if enc != encoding_rs::UTF_8 && encoding_rs::Encoding::for_bom(&head).is_none() => {
                     Box::new(CamtReader::new(transcoding(replay, enc), version, source))
                 }
                 _ => Box::new(CamtReader::new(bom_aware(replay), version, source)),
             }
         }
         Format::Csv => {
-            let profile = profile.ok_or_else(|| FeedError::ProfileRequired {
-                source_name: source.name.clone(),
-            })?;
+            let profile = profile.ok_or_else(|| FeedError::ProfileRequired { source_name: source.name.clone() })?;
             let enc = profile.encoding().unwrap_or(encoding_rs::UTF_8);
             if enc == encoding_rs::UTF_8 {
-                Box::new(CsvReader::new(
-                    BufReader::new(bom_aware(replay)),
-                    profile,
-                    source,
-                )?)
+                Box::new(CsvReader::new(BufReader::new(bom_aware(replay)), profile, source)?)
             } else {
                 Box::new(CsvReader::new(transcoding(replay, enc), profile, source)?)
             }

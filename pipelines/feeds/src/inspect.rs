@@ -91,11 +91,7 @@ pub struct InspectReport {
 
 /// Reads a whole file and summarises it. A file that is not the format, or
 /// an unknown format, is an `Err` with a one-line message.
-pub fn inspect(
-    path: &Path,
-    format: Option<Format>,
-    profile: Option<&CsvProfile>,
-) -> Result<InspectReport, FeedError> {
+pub fn inspect(path: &Path, format: Option<Format>, profile: Option<&CsvProfile>) -> Result<InspectReport, FeedError> {
     let feed = open(path, format, profile)?;
     let mut report = InspectReport {
         file: path.display().to_string(),
@@ -132,8 +128,7 @@ pub fn inspect(
                 report.statements += 1;
                 if report.statement_list.len() < REPORT_LIST_CAP {
                     let bal = |b: &Option<crate::model::Balance>| {
-                        b.as_ref()
-                            .map(|b| b.amount.currency.format_minor(i128::from(b.amount.minor)))
+                        b.as_ref().map(|b| b.amount.currency.format_minor(i128::from(b.amount.minor)))
                     };
                     report.statement_list.push(StatementSummary {
                         id: st.id.clone(),
@@ -152,11 +147,7 @@ pub fn inspect(
                     report.transactions += 1;
                 }
                 if report.rejects.len() < REPORT_LIST_CAP {
-                    report.rejects.push(RejectSummary {
-                        record: r.record,
-                        line: r.line,
-                        reason: r.reason,
-                    });
+                    report.rejects.push(RejectSummary { record: r.record, line: r.line, reason: r.reason });
                 }
             }
             Item::Finding(f) => {
@@ -191,11 +182,7 @@ impl fmt::Display for InspectReport {
         }
         writeln!(f, "format:       {}", self.format)?;
         writeln!(f, "statements:   {}", self.statements)?;
-        writeln!(
-            f,
-            "transactions: {} ({} readable, {} rejects)",
-            self.transactions, self.readable, self.reject_count
-        )?;
+        writeln!(f, "transactions: {} ({} readable, {} rejects)", self.transactions, self.readable, self.reject_count)?;
         for t in &self.totals {
             writeln!(
                 f,

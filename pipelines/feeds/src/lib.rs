@@ -60,8 +60,8 @@ pub use error::FeedError;
 pub use feed::{Feed, Format, file_sha256, open, parse};
 pub use inspect::{CurrencyTotal, InspectReport, RejectSummary, StatementSummary, inspect};
 pub use model::{
-    Balance, Counterparty, Direction, Finding, Item, Provenance, Reject, SourceInfo, Statement,
-    StatementKind, Transaction,
+    Balance, Counterparty, Direction, Finding, Item, Provenance, Reject, SourceInfo, Statement, StatementKind,
+    Transaction,
 };
 pub use money::{Currency, Money};
 pub use profile::{Columns, CsvProfile, SignConvention};

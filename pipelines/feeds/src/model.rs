@@ -150,11 +150,7 @@ pub struct Reject {
 
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: record {} (line {}): {}",
-            self.source, self.record, self.line, self.reason
-        )
+        write!(f, "{}: record {} (line {}): {}", self.source, self.record, self.line, self.reason)
     }
 }
 
@@ -205,9 +201,6 @@ pub struct SourceInfo {
 impl SourceInfo {
     /// A source known by name only.
     pub fn named(name: impl Into<String>) -> Self {
-        SourceInfo {
-            name: name.into(),
-            sha256: None,
-        }
+        SourceInfo { name: name.into(), sha256: None }
     }
 }

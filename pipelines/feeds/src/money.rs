@@ -56,17 +56,11 @@ impl Currency {
             return None;
         }
         let upper = code.to_ascii_uppercase();
-        CURRENCIES
-            .binary_search_by(|(c, _)| c.cmp(&upper.as_str()))
-            .ok()
-            .map(|i| {
-                let mut bytes = [0u8; 3];
-                bytes.copy_from_slice(CURRENCIES[i].0.as_bytes());
-                Currency {
-                    code: bytes,
-                    exponent: CURRENCIES[i].1,
-                }
-            })
+        CURRENCIES.binary_search_by(|(c, _)| c.cmp(&upper.as_str())).ok().map(|i| {
+            let mut bytes = [0u8; 3];
+            bytes.copy_from_slice(CURRENCIES[i].0.as_bytes());
+            Currency { code: bytes, exponent: CURRENCIES[i].1 }
+        })
     }
 
     /// The three-letter code.
@@ -135,12 +129,7 @@ pub struct Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.currency.format_minor(i128::from(self.minor)),
-            self.currency
-        )
+        write!(f, "{} {}", self.currency.format_minor(i128::from(self.minor)), self.currency)
     }
 }
 
@@ -181,11 +170,7 @@ impl Decimal {
     /// Parses `[+-]digits[<sep>digits]`, ignoring `thousands` separators.
     /// A leading or trailing minus, and parentheses for negatives, are accepted
     /// because spreadsheet exports use all three.
-    pub fn parse(
-        text: &str,
-        decimal_sep: char,
-        thousands: Option<char>,
-    ) -> Result<Decimal, AmountError> {
+    pub fn parse(text: &str, decimal_sep: char, thousands: Option<char>) -> Result<Decimal, AmountError> {
         let malformed = || AmountError::Malformed(text.to_owned());
         let mut s = text.trim();
         let mut negative = false;
@@ -233,10 +218,7 @@ impl Decimal {
         if digits == 0 {
             return Err(malformed());
         }
-        Ok(Decimal {
-            mantissa: if negative { -mantissa } else { mantissa },
-            scale,
-        })
+        Ok(Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale })
     }
 
     /// Converts to minor units of `currency`, refusing to round.
@@ -305,10 +287,7 @@ mod tests {
         assert_eq!(parse_minor("105.750", eur(), '.', None), Ok(10575));
         assert_eq!(parse_minor("(5.00)", eur(), '.', None), Ok(-500));
         assert_eq!(parse_minor("-24,14", eur(), ',', Some('.')), Ok(-2414));
-        assert!(matches!(
-            parse_minor("1.005", eur(), '.', None),
-            Err(AmountError::TooManyDecimals { .. })
-        ));
+        assert!(matches!(parse_minor("1.005", eur(), '.', None), Err(AmountError::TooManyDecimals { .. })));
         assert!(parse_minor("1.2.3", eur(), '.', None).is_err());
         assert!(parse_minor("", eur(), '.', None).is_err());
         assert!(parse_minor("99999999999999999999", eur(), '.', None).is_err());

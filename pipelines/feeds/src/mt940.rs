@@ -23,9 +23,7 @@ pub fn looks_like(head: &[u8]) -> bool {
         let l = line.trim_start_matches(['\u{1}', '\u{3}', ' ']);
         let l = l.rsplit("{4:").next().unwrap_or(l);
         has_20 |= l.starts_with(":20:");
-        has_body |= [":25:", ":28", ":60", ":61:", ":62", ":34F:"]
-            .iter()
-            .any(|t| l.starts_with(t));
+        has_body |= [":25:", ":28", ":60", ":61:", ":62", ":34F:"].iter().any(|t| l.starts_with(t));
     }
     has_20 && has_body
 }
@@ -103,10 +101,7 @@ impl<R: BufRead> Mt940Reader<R> {
     }
 
     fn step(&mut self) -> Result<(), FeedError> {
-        let more = self
-            .lines
-            .next_line(&mut self.buf)
-            .map_err(|e| FeedError::io(&self.out.source.name, e))?;
+        let more = self.lines.next_line(&mut self.buf).map_err(|e| FeedError::io(&self.out.source.name, e))?;
         if !more {
             self.end_field();
             self.end_statement();
@@ -115,18 +110,13 @@ impl<R: BufRead> Mt940Reader<R> {
         }
         let number = self.buf.number;
         if self.buf.truncated {
-            self.out
-                .reject(self.records + 1, number, "line too long; excess dropped");
+            self.out.reject(self.records + 1, number, "line too long; excess dropped");
         }
         let raw = std::mem::take(&mut self.buf.bytes);
         let (decoded, used_fallback) = decode(&raw, default_fallback());
         if used_fallback && !self.transcoded {
             self.transcoded = true;
-            self.out.finding(
-                None,
-                Some(number),
-                "text is not UTF-8; transcoded from windows-1252",
-            );
+            self.out.finding(None, Some(number), "text is not UTF-8; transcoded from windows-1252");
         }
         self.line(&decoded, &raw, number);
         self.buf.bytes = raw;
@@ -179,11 +169,7 @@ impl<R: BufRead> Mt940Reader<R> {
             _ if l.trim().is_empty() => {}
             _ if self.st.is_some() => {
                 self.records += 1;
-                self.out.reject(
-                    self.records,
-                    number,
-                    format!("text outside any field: {l:?}"),
-                );
+                self.out.reject(self.records, number, format!("text outside any field: {l:?}"));
             }
             // Bank headers before the first field (ABN AMRO's BIC and
             // message type lines, Rabobank's `:940:`) are envelope, not data.
@@ -206,10 +192,7 @@ impl<R: BufRead> Mt940Reader<R> {
                 self.out.finding(
                     Some(self.statements),
                     Some(field.line),
-                    format!(
-                        "statement starts without :20: (first field :{}:)",
-                        field.tag
-                    ),
+                    format!("statement starts without :20: (first field :{}:)", field.tag),
                 );
             }
             self.statements += 1;
@@ -305,11 +288,7 @@ impl<R: BufRead> Mt940Reader<R> {
             other => {
                 if !self.unknown_tags.iter().any(|t| t == other) && self.unknown_tags.len() < 32 {
                     self.unknown_tags.push(other.to_owned());
-                    out.finding(
-                        Some(st.index),
-                        Some(field.line),
-                        format!("unknown field :{other}: ignored"),
-                    );
+                    out.finding(Some(st.index), Some(field.line), format!("unknown field :{other}: ignored"));
                 }
             }
         }
@@ -345,10 +324,7 @@ impl<R: BufRead> Mt940Reader<R> {
         bucket.1 += i128::from(l.minor);
         let tx = Transaction {
             statement: st.index,
-            amount: Money {
-                minor: l.minor,
-                currency: p.currency,
-            },
+            amount: Money { minor: l.minor, currency: p.currency },
             direction: l.direction,
             booking_date: Some(l.entry_date.unwrap_or(l.value_date)),
             value_date: Some(l.value_date),
@@ -386,11 +362,7 @@ impl<R: BufRead> Mt940Reader<R> {
                 out.finding(idx, line, "balance not checked: some entries were rejected");
             }
         } else if !st.intraday {
-            out.finding(
-                idx,
-                line,
-                "statement lacks opening or closing balance (:60a:/:62a:)",
-            );
+            out.finding(idx, line, "statement lacks opening or closing balance (:60a:/:62a:)");
         }
         if let Some(cur) = st.currency {
             for (what, declared, computed) in [
@@ -411,10 +383,7 @@ impl<R: BufRead> Mt940Reader<R> {
             }
         }
         let to_balance = |b: &f::BalanceField| Balance {
-            amount: Money {
-                minor: b.minor,
-                currency: b.currency,
-            },
+            amount: Money { minor: b.minor, currency: b.currency },
             date: Some(b.date),
         };
         let id = match (st.id, st.seq) {
@@ -428,11 +397,7 @@ impl<R: BufRead> Mt940Reader<R> {
             currency: st.currency,
             opening: st.opening.as_ref().map(to_balance),
             closing: st.closing.as_ref().map(to_balance),
-            kind: if st.intraday {
-                StatementKind::Intraday
-            } else {
-                StatementKind::EndOfDay
-            },
+            kind: if st.intraday { StatementKind::Intraday } else { StatementKind::EndOfDay },
             entries: st.entries,
             line: st.line,
         });

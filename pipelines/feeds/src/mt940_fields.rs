@@ -49,20 +49,15 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
     let first = lines.next().unwrap_or("");
     let second: String = lines.collect::<Vec<_>>().join(" ");
     let b = first.as_bytes();
-    let value_date = first
-        .get(0..6)
-        .and_then(yymmdd)
-        .ok_or_else(|| format!("bad value date in :61: {first:?}"))?;
+    let value_date = first.get(0..6).and_then(yymmdd).ok_or_else(|| format!("bad value date in :61: {first:?}"))?;
     let mut i = 6;
     let mut entry_date = None;
     if let Some(md) = first.get(6..10) {
         if md.bytes().all(|c| c.is_ascii_digit()) {
             let month: u32 = md[0..2].parse().unwrap_or(0);
             let day: u32 = md[2..4].parse().unwrap_or(0);
-            entry_date = Some(
-                entry_year(value_date, month, day)
-                    .ok_or_else(|| format!("bad entry date {md:?} in :61:"))?,
-            );
+            entry_date =
+                Some(entry_year(value_date, month, day).ok_or_else(|| format!("bad entry date {md:?} in :61:"))?);
             i = 10;
         } else if md == "    " {
             // Some banks blank the optional entry date instead of omitting it.
@@ -83,10 +78,7 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
     if b.get(i).is_some_and(|c| c.is_ascii_alphabetic()) {
         i += 1;
     }
-    let amount_len = b[i..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit() || **c == b',')
-        .count();
+    let amount_len = b[i..].iter().take_while(|c| c.is_ascii_digit() || **c == b',').count();
     if amount_len == 0 {
         return Err(format!("missing amount in :61: {first:?}"));
     }
@@ -113,10 +105,7 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
     // A longer reference without blanks (ASN puts an 18-character IBAN
     // there) is kept whole rather than cut mid-word.
     let cut = if refs.trim().contains(char::is_whitespace) {
-        refs.char_indices()
-            .nth(16)
-            .map(|(p, _)| p)
-            .unwrap_or(refs.len())
+        refs.char_indices().nth(16).map(|(p, _)| p).unwrap_or(refs.len())
     } else {
         refs.len()
     };
@@ -140,11 +129,7 @@ pub fn statement_line(text: &str, currency: Currency) -> Result<StatementLine, S
         type_code,
         customer_ref,
         bank_ref,
-        supplementary: if supp.is_empty() {
-            None
-        } else {
-            Some(supp.join(" "))
-        },
+        supplementary: if supp.is_empty() { None } else { Some(supp.join(" ")) },
     })
 }
 
@@ -181,20 +166,11 @@ pub fn balance(text: &str) -> Result<BalanceField, String> {
         Some(b'D') => -1,
         _ => return Err(format!("balance without C/D mark: {first:?}")),
     };
-    let date = first
-        .get(1..7)
-        .and_then(yymmdd)
-        .ok_or_else(|| format!("bad balance date: {first:?}"))?;
+    let date = first.get(1..7).and_then(yymmdd).ok_or_else(|| format!("bad balance date: {first:?}"))?;
     let code = first.get(7..10).unwrap_or("");
-    let currency =
-        Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?} in balance"))?;
-    let minor = parse_minor(first.get(10..).unwrap_or(""), currency, ',', None)
-        .map_err(|e| e.to_string())?;
-    Ok(BalanceField {
-        minor: sign * minor,
-        currency,
-        date,
-    })
+    let currency = Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?} in balance"))?;
+    let minor = parse_minor(first.get(10..).unwrap_or(""), currency, ',', None).map_err(|e| e.to_string())?;
+    Ok(BalanceField { minor: sign * minor, currency, date })
 }
 
 /// Parses `:34F:` (`3!a[1!a]15d`) and returns its currency.
@@ -206,13 +182,10 @@ pub fn floor_limit_currency(text: &str) -> Option<Currency> {
 pub fn entry_totals(text: &str) -> Result<(u64, Currency, i64), String> {
     let t = text.trim();
     let digits = t.bytes().take_while(|b| b.is_ascii_digit()).count();
-    let count: u64 = t[..digits]
-        .parse()
-        .map_err(|_| format!("bad entry count in {t:?}"))?;
+    let count: u64 = t[..digits].parse().map_err(|_| format!("bad entry count in {t:?}"))?;
     let code = t.get(digits..digits + 3).unwrap_or("");
     let currency = Currency::from_code(code).ok_or_else(|| format!("unknown currency {code:?}"))?;
-    let minor = parse_minor(t.get(digits + 3..).unwrap_or(""), currency, ',', None)
-        .map_err(|e| e.to_string())?;
+    let minor = parse_minor(t.get(digits + 3..).unwrap_or(""), currency, ',', None).map_err(|e| e.to_string())?;
     Ok((count, currency, minor))
 }
 
@@ -236,10 +209,7 @@ pub fn information(text: &str) -> Information {
     if text.starts_with('/') && text[1..].contains('/') {
         return slash_subfields(text);
     }
-    Information {
-        description: squash(&text.replace('\n', " ")),
-        ..Information::default()
-    }
+    Information { description: squash(&text.replace('\n', " ")), ..Information::default() }
 }
 
 /// German `?nn` layout: line breaks are only wrapping, so they are removed
@@ -255,8 +225,9 @@ fn question_mark_subfields(text: &str) -> Information {
         let value = &part[2..];
         match key {
             "00" => posting.push_str(value),
-            "20" | "21" | "22" | "23" | "24" | "25" | "26" | "27" | "28" | "29" | "60" | "61"
-            | "62" | "63" => purpose.push_str(value),
+            "20" | "21" | "22" | "23" | "24" | "25" | "26" | "27" | "28" | "29" | "60" | "61" | "62" | "63" => {
+                purpose.push_str(value)
+            }
             "30" => info.counterparty.bank = squash(value),
             "31" => info.counterparty.account = squash(value),
             "32" | "33" => name.push_str(value),
@@ -266,10 +237,7 @@ fn question_mark_subfields(text: &str) -> Information {
     if let Some(p) = purpose.find("EREF+") {
         let tail = &purpose[p + 5..];
         let end = tail.find(" KREF+").or_else(|| tail.find(" MREF+"));
-        let end = end
-            .or_else(|| tail.find(" CRED+"))
-            .or_else(|| tail.find(" SVWZ+"))
-            .unwrap_or(tail.len());
+        let end = end.or_else(|| tail.find(" CRED+")).or_else(|| tail.find(" SVWZ+")).unwrap_or(tail.len());
         info.end_to_end = squash(&tail[..end]);
     }
     info.counterparty.name = squash(&name);
@@ -347,11 +315,7 @@ mod tests {
         let l = statement_line("2006080608D12,35 NRTIKREF+//2016021783252833", eur()).unwrap();
         assert_eq!(l.bank_ref.as_deref(), Some("2016021783252833"));
         assert_eq!(l.customer_ref, "KREF+");
-        let l = statement_line(
-            "110527D000000001213,28N0440121470966      W.P. Jansen",
-            eur(),
-        )
-        .unwrap();
+        let l = statement_line("110527D000000001213,28N0440121470966      W.P. Jansen", eur()).unwrap();
         assert_eq!(l.customer_ref, "0121470966");
         assert_eq!(l.supplementary.as_deref(), Some("W.P. Jansen"));
         assert!(statement_line("1105240524X9,N192", eur()).is_err());
@@ -365,14 +329,8 @@ mod tests {
         let i = information(
             "820?00UMBUCHUNG?109392?20ERSTATTUNG AUSLANDSEINSATZE?21NTGELT\n FUER VISA?3012030000?319003932309?32DEUTSC\nHE KREDITBANK AG",
         );
-        assert_eq!(
-            i.description.as_deref(),
-            Some("UMBUCHUNG ERSTATTUNG AUSLANDSEINSATZENTGELT FUER VISA")
-        );
-        assert_eq!(
-            i.counterparty.name.as_deref(),
-            Some("DEUTSCHE KREDITBANK AG")
-        );
+        assert_eq!(i.description.as_deref(), Some("UMBUCHUNG ERSTATTUNG AUSLANDSEINSATZENTGELT FUER VISA"));
+        assert_eq!(i.counterparty.name.as_deref(), Some("DEUTSCHE KREDITBANK AG"));
         assert_eq!(i.counterparty.account.as_deref(), Some("9003932309"));
     }
 

@@ -11,19 +11,14 @@ use chrono::NaiveDate;
 
 use crate::emit::{Out, check_equal};
 use crate::error::FeedError;
-use crate::model::{
-    Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction,
-};
+use crate::model::{Counterparty, Direction, Item, SourceInfo, Statement, StatementKind, Transaction};
 use crate::money::{Currency, Money, format_minor};
 use crate::mt940_fields::{squash, yymmdd};
 use crate::nacha_records::{RECORD, Records, field, number, usd};
 
 /// True when `head` starts like a NACHA file header record.
 pub fn looks_like(head: &[u8]) -> bool {
-    let start = head
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(head.len());
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(head.len());
     let h = &head[start..];
     // The record-size field "094" sits at positions 35-37; a header with a
     // field one character short still counts, and is reported when read.
@@ -107,10 +102,7 @@ impl<R: BufRead> NachaReader<R> {
 
     fn step(&mut self) -> Result<(), FeedError> {
         let mut rec = std::mem::take(&mut self.rec);
-        let line = self
-            .records
-            .next(&mut rec)
-            .map_err(|e| FeedError::io(&self.out.source.name, e))?;
+        let line = self.records.next(&mut rec).map_err(|e| FeedError::io(&self.out.source.name, e))?;
         let Some(line) = line else {
             self.finish();
             self.done = true;
@@ -147,8 +139,7 @@ impl<R: BufRead> NachaReader<R> {
             self.flush_pending();
         }
         if self.control_seen {
-            self.out
-                .reject(n, line, "record after the file control record");
+            self.out.reject(n, line, "record after the file control record");
             return;
         }
         match rec[0] {
@@ -163,21 +154,13 @@ impl<R: BufRead> NachaReader<R> {
             b'7' => self.addenda(rec, line),
             b'8' => self.batch_control(rec, line),
             b'9' => self.file_control(rec, line),
-            other => self.out.reject(
-                n,
-                line,
-                format!("unknown record type {:?}", char::from(other)),
-            ),
+            other => self.out.reject(n, line, format!("unknown record type {:?}", char::from(other))),
         }
     }
 
     fn batch_header(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_some() {
-            self.out.finding(
-                None,
-                Some(line),
-                "batch header before the previous batch's control record",
-            );
+            self.out.finding(None, Some(line), "batch header before the previous batch's control record");
             self.end_batch(None, line);
         }
         let sec = field(rec, 51, 53);
@@ -188,11 +171,7 @@ impl<R: BufRead> NachaReader<R> {
             index: self.statements - 1,
             line,
             service_class: field(rec, 2, 4),
-            company_name: if iat {
-                None
-            } else {
-                squash(&field(rec, 5, 20))
-            },
+            company_name: if iat { None } else { squash(&field(rec, 5, 20)) },
             company_id: squash(&field(rec, 41, 50)),
             description: squash(&field(rec, 54, 63)),
             effective,
@@ -201,19 +180,14 @@ impl<R: BufRead> NachaReader<R> {
             ..Batch::default()
         });
         if effective.is_none() {
-            self.out.finding(
-                Some(self.statements - 1),
-                Some(line),
-                "batch header has no valid effective entry date",
-            );
+            self.out.finding(Some(self.statements - 1), Some(line), "batch header has no valid effective entry date");
         }
     }
 
     fn entry(&mut self, rec: &[u8], line: u64) {
         let n = self.n;
         let Some(batch) = self.batch.as_mut() else {
-            self.out
-                .reject_entry(n, line, "entry detail record outside a batch");
+            self.out.reject_entry(n, line, "entry detail record outside a batch");
             return;
         };
         batch.records += 1;
@@ -225,14 +199,12 @@ impl<R: BufRead> NachaReader<R> {
             Some(b'1'..=b'4') => Direction::Credit,
             Some(b'5'..=b'9') => Direction::Debit,
             _ => {
-                self.out
-                    .reject_entry(n, line, format!("invalid transaction code {code:?}"));
+                self.out.reject_entry(n, line, format!("invalid transaction code {code:?}"));
                 return;
             }
         };
         let Some(amount) = number(rec, 30, 39) else {
-            self.out
-                .reject_entry(n, line, format!("invalid amount {:?}", field(rec, 30, 39)));
+            self.out.reject_entry(n, line, format!("invalid amount {:?}", field(rec, 30, 39)));
             return;
         };
         let amount = amount as i64;
@@ -242,11 +214,7 @@ impl<R: BufRead> NachaReader<R> {
         }
         let iat = batch.sec == "IAT";
         let counterparty = if iat {
-            Counterparty {
-                name: None,
-                account: squash(&field(rec, 40, 74)),
-                bank: squash(&field(rec, 4, 12)),
-            }
+            Counterparty { name: None, account: squash(&field(rec, 40, 74)), bank: squash(&field(rec, 4, 12)) }
         } else if batch.sec == "CTX" {
             Counterparty {
                 name: squash(&field(rec, 59, 74)),
@@ -262,10 +230,7 @@ impl<R: BufRead> NachaReader<R> {
         };
         let tx = Transaction {
             statement: batch.index,
-            amount: Money {
-                minor: amount,
-                currency: self.usd,
-            },
+            amount: Money { minor: amount, currency: self.usd },
             direction,
             booking_date: batch.effective,
             value_date: batch.effective,
@@ -277,12 +242,7 @@ impl<R: BufRead> NachaReader<R> {
             type_code: Some(format!("{} {}", batch.sec, code)),
             provenance: self.out.provenance(n, line, b""),
         };
-        self.pending = Some(Pending {
-            tx,
-            raw: rec.to_vec(),
-            addenda: Vec::new(),
-            iat,
-        });
+        self.pending = Some(Pending { tx, raw: rec.to_vec(), addenda: Vec::new(), iat });
     }
 
     fn addenda(&mut self, rec: &[u8], line: u64) {
@@ -291,8 +251,7 @@ impl<R: BufRead> NachaReader<R> {
             b.records += 1;
         }
         let Some(p) = self.pending.as_mut() else {
-            self.out
-                .reject(n, line, "addenda record without a preceding entry");
+            self.out.reject(n, line, "addenda record without a preceding entry");
             return;
         };
         p.raw.push(b'\n');
@@ -300,19 +259,10 @@ impl<R: BufRead> NachaReader<R> {
         let kind = field(rec, 2, 3);
         let text = match kind.as_str() {
             "05" => squash(&field(rec, 4, 83)),
-            "98" => squash(&format!(
-                "NOC {} corrected data {}",
-                field(rec, 4, 6),
-                field(rec, 36, 64)
-            )),
+            "98" => squash(&format!("NOC {} corrected data {}", field(rec, 4, 6), field(rec, 36, 64))),
             "99" => {
                 p.tx.reversal = true;
-                squash(&format!(
-                    "return {} of trace {} {}",
-                    field(rec, 4, 6),
-                    field(rec, 7, 21),
-                    field(rec, 36, 79)
-                ))
+                squash(&format!("return {} of trace {} {}", field(rec, 4, 6), field(rec, 7, 21), field(rec, 36, 79)))
             }
             "10" if p.iat => {
                 p.tx.counterparty.name = squash(&field(rec, 47, 81));
@@ -321,8 +271,7 @@ impl<R: BufRead> NachaReader<R> {
             "17" if p.iat => squash(&field(rec, 4, 83)),
             _ if p.iat => None,
             other => {
-                self.out
-                    .reject(n, line, format!("unknown addenda type {other:?}"));
+                self.out.reject(n, line, format!("unknown addenda type {other:?}"));
                 None
             }
         };
@@ -351,8 +300,7 @@ impl<R: BufRead> NachaReader<R> {
 
     fn batch_control(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_none() {
-            self.out
-                .reject(self.n, line, "batch control record without a batch header");
+            self.out.reject(self.n, line, "batch control record without a batch header");
             return;
         }
         self.end_batch(Some(rec), line);
@@ -375,38 +323,10 @@ impl<R: BufRead> NachaReader<R> {
                     number(rec, 5, 10).unwrap_or(u64::MAX),
                     b.records,
                 );
-                check_equal(
-                    out,
-                    idx,
-                    l,
-                    "batch entry hash",
-                    number(rec, 11, 20).unwrap_or(u64::MAX),
-                    hash,
-                );
-                check_equal(
-                    out,
-                    idx,
-                    l,
-                    "batch total debits",
-                    usd(number(rec, 21, 32)),
-                    format_minor(b.debits, 2),
-                );
-                check_equal(
-                    out,
-                    idx,
-                    l,
-                    "batch total credits",
-                    usd(number(rec, 33, 44)),
-                    format_minor(b.credits, 2),
-                );
-                check_equal(
-                    out,
-                    idx,
-                    l,
-                    "batch service class",
-                    field(rec, 2, 4),
-                    b.service_class.clone(),
-                );
+                check_equal(out, idx, l, "batch entry hash", number(rec, 11, 20).unwrap_or(u64::MAX), hash);
+                check_equal(out, idx, l, "batch total debits", usd(number(rec, 21, 32)), format_minor(b.debits, 2));
+                check_equal(out, idx, l, "batch total credits", usd(number(rec, 33, 44)), format_minor(b.credits, 2));
+                check_equal(out, idx, l, "batch service class", field(rec, 2, 4), b.service_class.clone());
             }
             None => out.finding(idx, Some(b.line), "batch has no batch control record"),
         }
@@ -431,54 +351,18 @@ impl<R: BufRead> NachaReader<R> {
 
     fn file_control(&mut self, rec: &[u8], line: u64) {
         if self.batch.is_some() {
-            self.out
-                .finding(None, Some(line), "file control record inside an open batch");
+            self.out.finding(None, Some(line), "file control record inside an open batch");
             self.end_batch(None, line);
         }
         self.control_seen = true;
         let f = &self.file;
         let l = Some(line);
         let out = &mut self.out;
-        check_equal(
-            out,
-            None,
-            l,
-            "file batch count",
-            number(rec, 2, 7).unwrap_or(u64::MAX),
-            f.batches,
-        );
-        check_equal(
-            out,
-            None,
-            l,
-            "file entry/addenda count",
-            number(rec, 14, 21).unwrap_or(u64::MAX),
-            f.records,
-        );
-        check_equal(
-            out,
-            None,
-            l,
-            "file entry hash",
-            number(rec, 22, 31).unwrap_or(u64::MAX),
-            f.hash % 10_000_000_000,
-        );
-        check_equal(
-            out,
-            None,
-            l,
-            "file total debits",
-            usd(number(rec, 32, 43)),
-            format_minor(f.debits, 2),
-        );
-        check_equal(
-            out,
-            None,
-            l,
-            "file total credits",
-            usd(number(rec, 44, 55)),
-            format_minor(f.credits, 2),
-        );
+        check_equal(out, None, l, "file batch count", number(rec, 2, 7).unwrap_or(u64::MAX), f.batches);
+        check_equal(out, None, l, "file entry/addenda count", number(rec, 14, 21).unwrap_or(u64::MAX), f.records);
+        check_equal(out, None, l, "file entry hash", number(rec, 22, 31).unwrap_or(u64::MAX), f.hash % 10_000_000_000);
+        check_equal(out, None, l, "file total debits", usd(number(rec, 32, 43)), format_minor(f.debits, 2));
+        check_equal(out, None, l, "file total credits", usd(number(rec, 44, 55)), format_minor(f.credits, 2));
         self.file_block_count = number(rec, 8, 13);
     }
 
@@ -488,22 +372,13 @@ impl<R: BufRead> NachaReader<R> {
             self.end_batch(None, 0);
         }
         if !self.header_seen {
-            self.out
-                .finding(None, None, "file has no file header record");
+            self.out.finding(None, None, "file has no file header record");
         }
         if !self.control_seen {
-            self.out
-                .finding(None, None, "file has no file control record");
+            self.out.finding(None, None, "file has no file control record");
         } else if let Some(blocks) = self.file_block_count {
             let computed = self.all_records.div_ceil(10);
-            check_equal(
-                &mut self.out,
-                None,
-                None,
-                "file block count",
-                blocks,
-                computed,
-            );
+            check_equal(&mut self.out, None, None, "file block count", blocks, computed);
         }
     }
 }

@@ -19,11 +19,7 @@ pub struct Records<R> {
 impl<R: BufRead> Records<R> {
     /// Wraps a buffered stream.
     pub fn new(inner: R) -> Self {
-        Records {
-            inner,
-            line: 0,
-            at_line_start: true,
-        }
+        Records { inner, line: 0, at_line_start: true }
     }
 
     /// Next record and the line it starts on; short lines come back short.
@@ -51,11 +47,7 @@ impl<R: BufRead> Records<R> {
                 self.at_line_start = false;
             }
             start_line.get_or_insert(self.line);
-            let take = buf
-                .iter()
-                .take(RECORD - rec.len())
-                .take_while(|&&c| c != b'\n' && c != b'\r')
-                .count();
+            let take = buf.iter().take(RECORD - rec.len()).take_while(|&&c| c != b'\n' && c != b'\r').count();
             rec.extend_from_slice(&buf[..take]);
             self.inner.consume(take);
             if rec.len() == RECORD {
@@ -88,8 +80,5 @@ pub fn number(rec: &[u8], from: usize, to: usize) -> Option<u64> {
 
 /// Minor units as a USD decimal string for messages.
 pub fn usd(minor: Option<u64>) -> String {
-    minor.map_or_else(
-        || "unreadable".to_owned(),
-        |m| format_minor(i128::from(m), 2),
-    )
+    minor.map_or_else(|| "unreadable".to_owned(), |m| format_minor(i128::from(m), 2))
 }

@@ -130,20 +130,15 @@ impl CsvProfile {
             name: name.to_owned(),
             reason: e.to_string().trim().replace('\n', " "),
         })?;
-        profile.validate().map_err(|reason| FeedError::Profile {
-            name: name.to_owned(),
-            reason,
-        })?;
+        profile.validate().map_err(|reason| FeedError::Profile { name: name.to_owned(), reason })?;
         Ok(profile)
     }
 
     /// Reads a profile file.
     pub fn load(path: &Path) -> Result<CsvProfile, FeedError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| FeedError::Profile {
-            name: name.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| FeedError::Profile { name: name.clone(), reason: e.to_string() })?;
         CsvProfile::from_toml(&name, &text)
     }
 
@@ -162,13 +157,10 @@ impl CsvProfile {
         match (&c.amount, &c.debit, &c.credit) {
             (Some(_), None, None) | (None, Some(_), Some(_)) => {}
             _ => {
-                return Err(
-                    "give either columns.amount or both columns.debit and columns.credit".into(),
-                );
+                return Err("give either columns.amount or both columns.debit and columns.credit".into());
             }
         }
-        if c.direction.is_some() && (self.credit_values.is_empty() || self.debit_values.is_empty())
-        {
+        if c.direction.is_some() && (self.credit_values.is_empty() || self.debit_values.is_empty()) {
             return Err("columns.direction needs credit_values and debit_values".into());
         }
         if self.encoding().is_none() {

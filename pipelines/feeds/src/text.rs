@@ -39,12 +39,7 @@ pub struct LineReader<R> {
 impl<R: BufRead> LineReader<R> {
     /// Wraps a buffered reader.
     pub fn new(inner: R) -> Self {
-        LineReader {
-            inner,
-            line_no: 0,
-            skip_lf: false,
-            done: false,
-        }
+        LineReader { inner, line_no: 0, skip_lf: false, done: false }
     }
 
     /// Reads the next line into `line`; `Ok(false)` at end of input.
@@ -111,8 +106,7 @@ fn push_bounded(line: &mut Line, bytes: &[u8]) {
     if bytes.len() > room {
         line.truncated = true;
     }
-    line.bytes
-        .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    line.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 /// Decodes one line: UTF-8 when valid, otherwise the legacy `fallback`
@@ -156,10 +150,7 @@ pub fn bom_aware<R: Read>(reader: R) -> BufReader<DecodeReaderBytes<R, Vec<u8>>>
 }
 
 /// Wraps a stream so that text in `encoding` arrives as UTF-8.
-pub fn transcoding<R: Read>(
-    reader: R,
-    encoding: &'static Encoding,
-) -> BufReader<DecodeReaderBytes<R, Vec<u8>>> {
+pub fn transcoding<R: Read>(reader: R, encoding: &'static Encoding) -> BufReader<DecodeReaderBytes<R, Vec<u8>>> {
     let decoded = encoding_rs_io::DecodeReaderBytesBuilder::new()
         .encoding(Some(encoding))
         .bom_override(true)
@@ -186,13 +177,8 @@ mod tests {
     #[test]
     fn splits_all_line_endings() {
         let got = lines(b"a\r\nb\rc\n\nd");
-        let want: Vec<(u64, String)> = vec![
-            (1, "a".into()),
-            (2, "b".into()),
-            (3, "c".into()),
-            (4, "".into()),
-            (5, "d".into()),
-        ];
+        let want: Vec<(u64, String)> =
+            vec![(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "".into()), (5, "d".into())];
         assert_eq!(got, want);
         assert!(lines(b"").is_empty());
         assert_eq!(lines(b"x\r\n").len(), 1);

@@ -21,14 +21,7 @@ pub struct Tap<R> {
 impl<R: Read> Tap<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        Tap {
-            inner,
-            buf: vec![0; BUF].into_boxed_slice(),
-            pos: 0,
-            len: 0,
-            newlines: 0,
-            hasher: None,
-        }
+        Tap { inner, buf: vec![0; BUF].into_boxed_slice(), pos: 0, len: 0, newlines: 0, hasher: None }
     }
 
     /// 1-based line of the next unconsumed byte.
@@ -46,10 +39,7 @@ impl<R: Read> Tap<R> {
 
     /// Stops hashing and returns the hex digest (empty if not hashing).
     pub fn finish_hash(&mut self) -> String {
-        self.hasher
-            .take()
-            .map(|h| hex::encode(h.finalize()))
-            .unwrap_or_default()
+        self.hasher.take().map(|h| hex::encode(h.finalize())).unwrap_or_default()
     }
 }
 

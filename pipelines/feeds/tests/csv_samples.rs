@@ -8,8 +8,7 @@ use feeds::{Format, inspect};
 
 fn csv(name: &str) -> feeds::InspectReport {
     let p = profile(name);
-    inspect(&fixture(&format!("csv/{name}.csv")), None, Some(&p))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    inspect(&fixture(&format!("csv/{name}.csv")), None, Some(&p)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 #[test]
@@ -29,11 +28,7 @@ fn all_six_exports() {
     for (name, rows, cur, credits, debits) in cases {
         let r = csv(name);
         assert_eq!(r.format, Format::Csv, "{name}");
-        assert_eq!(
-            (r.statements, r.transactions, r.reject_count),
-            (1, rows, 0),
-            "{name}"
-        );
+        assert_eq!((r.statements, r.transactions, r.reject_count), (1, rows, 0), "{name}");
         assert_eq!(totals(&r), want(&[(cur, credits, debits)]), "{name}");
         assert!(r.findings.is_empty(), "{name}: {:?}", r.findings);
     }
@@ -60,10 +55,7 @@ fn mapped_fields() {
     let rows = items("csv/sparkasse.csv", None, Some(&p));
     let t = transactions(&rows)[0];
     assert_eq!(t.booking_date, chrono::NaiveDate::from_ymd_opt(2020, 11, 4));
-    assert_eq!(
-        t.counterparty.name.as_deref(),
-        Some("PayPal (Europe) S.a.r.l. et Cie., S.C.A.")
-    );
+    assert_eq!(t.counterparty.name.as_deref(), Some("PayPal (Europe) S.a.r.l. et Cie., S.C.A."));
     assert_eq!(t.account.as_deref(), Some("DE11111100100100100100"));
     assert_eq!(t.provenance.line, 2);
     let p = profile("n26-fr");
@@ -108,20 +100,7 @@ fn latin1_csv_through_profile_encoding() {
     let mut bytes = std::fs::read(fixture("csv/sparkasse.csv")).unwrap();
     let pos = bytes.windows(6).position(|w| w == b"PayPal").unwrap();
     bytes.splice(pos..pos + 6, b"M\xfcller".iter().copied());
-    let feed = feeds::parse(
-        std::io::Cursor::new(bytes),
-        None,
-        Some(&p),
-        feeds::SourceInfo::named("l1.csv"),
-    )
-    .unwrap();
+    let feed = feeds::parse(std::io::Cursor::new(bytes), None, Some(&p), feeds::SourceInfo::named("l1.csv")).unwrap();
     let items: Vec<_> = feed.collect::<Result<_, _>>().unwrap();
-    assert!(
-        transactions(&items)[0]
-            .counterparty
-            .name
-            .as_deref()
-            .unwrap()
-            .starts_with("Müller")
-    );
+    assert!(transactions(&items)[0].counterparty.name.as_deref().unwrap().starts_with("Müller"));
 }

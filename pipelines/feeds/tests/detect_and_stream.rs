@@ -55,23 +55,13 @@ fn format_names_parse() {
 fn report_json_has_the_contract_fields() {
     let r = report("bai2/sample2.txt");
     let v = serde_json::to_value(&r).unwrap();
-    for key in [
-        "format",
-        "statements",
-        "transactions",
-        "totals",
-        "findings",
-        "rejects",
-    ] {
+    for key in ["format", "statements", "transactions", "totals", "findings", "rejects"] {
         assert!(v.get(key).is_some(), "{key}");
     }
     assert_eq!(v["format"], "bai2");
     assert_eq!(v["totals"][0]["credits"], "309500.00");
     let text = r.to_string();
-    assert!(
-        text.contains("statements:   5") && text.contains("USD  credits 309500.00"),
-        "{text}"
-    );
+    assert!(text.contains("statements:   5") && text.contains("USD  credits 309500.00"), "{text}");
 }
 
 /// An endless MT940 stream cut at `limit` bytes, generated on the fly.
@@ -89,10 +79,7 @@ impl Read for Generated {
                 return Ok(0);
             }
             self.n += 1;
-            let mut s = format!(
-                ":20:S{}\n:25:ACC\n:28C:{}/1\n:60F:C240101EUR100,00\n",
-                self.n, self.n
-            );
+            let mut s = format!(":20:S{}\n:25:ACC\n:28C:{}/1\n:60F:C240101EUR100,00\n", self.n, self.n);
             for i in 0..50 {
                 s += &format!(":61:2401010101D1,00NTRFREF{i}\n:86:entry {i}\n");
             }
@@ -110,12 +97,7 @@ impl Read for Generated {
 #[test]
 fn large_stream_is_read_item_by_item() {
     // ~8 MB: enough to show items flow out while reading, not at the end.
-    let source = Generated {
-        produced: 0,
-        limit: 8 << 20,
-        pending: Vec::new(),
-        n: 0,
-    };
+    let source = Generated { produced: 0, limit: 8 << 20, pending: Vec::new(), n: 0 };
     let feed = parse(source, Some(Format::Mt940), None, SourceInfo::named("big")).unwrap();
     let (mut txs, mut statements, mut other) = (0u64, 0u64, 0u64);
     for item in feed {

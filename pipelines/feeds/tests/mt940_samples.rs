@@ -34,15 +34,10 @@ fn rabobank_without_entry_dates_and_multiple_86() {
     let txs = transactions(&all);
     assert_eq!(
         txs[0].description.as_deref(),
-        Some(
-            "W.P. Jansen | Terugboeking NIET AKKOORD MET AFSCHRIJVING KOSTEN KINDEROPVANG JUNI 20095731"
-        )
+        Some("W.P. Jansen | Terugboeking NIET AKKOORD MET AFSCHRIJVING KOSTEN KINDEROPVANG JUNI 20095731")
     );
     assert_eq!(txs[0].reference.as_deref(), Some("0121470966"));
-    assert_eq!(
-        txs[0].booking_date,
-        chrono::NaiveDate::from_ymd_opt(2011, 5, 27)
-    );
+    assert_eq!(txs[0].booking_date, chrono::NaiveDate::from_ymd_opt(2011, 5, 27));
     assert_eq!(txs[0].account.as_deref(), Some("1291.99.348EUR"));
 }
 
@@ -56,10 +51,7 @@ fn asn_blank_entry_dates_and_envelopes() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     let all = items("mt940/mt940_with_spaces_for_entry_date.txt", None, None);
     let t = transactions(&all);
-    assert_eq!(
-        t[0].booking_date, t[0].value_date,
-        "blank entry date falls back to value date"
-    );
+    assert_eq!(t[0].booking_date, t[0].value_date, "blank entry date falls back to value date");
     assert_eq!(
         t[0].description.as_deref(),
         Some("hr gjlm paulissen | NL47INGB9999999999 hr gjlm paulissen Betaling sieraden")
@@ -75,11 +67,7 @@ fn deutschebank_crlf_and_structured_86() {
     assert_eq!(r.findings.len(), 1);
     let all = items("mt940/deutschebank.txt", None, None);
     let t = transactions(&all)[0];
-    assert_eq!(
-        t.reference.as_deref(),
-        Some("2016021783252833"),
-        "bank reference first"
-    );
+    assert_eq!(t.reference.as_deref(), Some("2016021783252833"), "bank reference first");
     assert_eq!(t.counterparty.name.as_deref(), Some("TESTEREL"));
     assert_eq!(t.counterparty.bank.as_deref(), Some("CSDBDE71XXX"));
     assert_eq!(t.type_code.as_deref(), Some("NRTI"));
@@ -96,10 +84,7 @@ fn sparkasse_reversal_of_debit() {
     let t = transactions(&all)[0];
     assert!(t.reversal);
     assert_eq!(t.direction, Direction::Credit);
-    assert_eq!(
-        t.counterparty.name.as_deref(),
-        Some("GEBÜHREN MANUELL GG UST-FREI")
-    );
+    assert_eq!(t.counterparty.name.as_deref(), Some("GEBÜHREN MANUELL GG UST-FREI"));
     assert_eq!(
         t.description.as_deref(),
         Some("STORNO STORNO RECHNUNGSABSCHLUSSPER 01.02.2020"),
@@ -119,10 +104,7 @@ fn whitespace_continuation_is_kept() {
         t.description.as_deref(),
         Some("UMBUCHUNG ERSTATTUNG AUSLANDSEINSATZENTGELT FUER VISA 4998 XXXXXXXX 1234")
     );
-    assert_eq!(
-        t.counterparty.name.as_deref(),
-        Some("DEUTSCHE KREDITBANK AG")
-    );
+    assert_eq!(t.counterparty.name.as_deref(), Some("DEUTSCHE KREDITBANK AG"));
 }
 
 #[test]
@@ -136,22 +118,14 @@ fn mt942_intraday_with_90_totals() {
     let all = items("mt940/test1.mt942", None, None);
     let t = transactions(&all);
     assert_eq!(t[1].counterparty.name.as_deref(), Some("test rate"));
-    assert_eq!(
-        t[1].counterparty.account.as_deref(),
-        Some("12-3011-0334122-37")
-    );
+    assert_eq!(t[1].counterparty.account.as_deref(), Some("12-3011-0334122-37"));
 }
 
 #[test]
 fn not_mt940_is_rejected_whole() {
     let err = feeds::inspect(&fixture("mt940/invalid_statement.sta"), None, None).unwrap_err();
     assert!(err.to_string().contains("unknown feed format"), "{err}");
-    let err = feeds::inspect(
-        &fixture("mt940/invalid_statement.sta"),
-        Some(Format::Mt940),
-        None,
-    )
-    .unwrap_err();
+    let err = feeds::inspect(&fixture("mt940/invalid_statement.sta"), Some(Format::Mt940), None).unwrap_err();
     assert!(err.to_string().contains("not a mt940 file"), "{err}");
     assert!(!err.to_string().contains('\n'));
 }
@@ -166,10 +140,7 @@ fn provenance_points_at_the_raw_lines() {
     let text = std::fs::read_to_string(fixture("mt940/abnamro.sta")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let expected = lines[7..11].join("\n");
-    assert_eq!(
-        t.provenance.raw_sha256,
-        feeds::text::sha256_hex(expected.as_bytes())
-    );
+    assert_eq!(t.provenance.raw_sha256, feeds::text::sha256_hex(expected.as_bytes()));
     assert_eq!(
         t.provenance.source_sha256.as_deref(),
         Some("cbec266b057f2130d73ab799ad0bc72e06648dfd96297c6c8a0aa26c21acb2db")

@@ -18,10 +18,7 @@ fn ppd_multi_batch_file() {
     assert_eq!(totals(&r), want(&[("USD", "2.00", "51010.00")]));
     // The only disagreement: the file control claims 5 batches, the file holds
     // 4 batch headers (grep -c '^5').
-    assert_eq!(
-        r.findings,
-        vec!["line 93: file batch count: file says 5, entries give 4".to_string()]
-    );
+    assert_eq!(r.findings, vec!["line 93: file batch count: file says 5, entries give 4".to_string()]);
 }
 
 #[test]
@@ -30,11 +27,7 @@ fn malformed_upstream_file_is_read_with_findings() {
     // Control record: 283 entry+addenda records, debits 26871000.00, credits 185.00.
     assert_eq!(r.transactions, 178);
     assert_eq!(totals(&r), want(&[("USD", "185.00", "26871000.00")]));
-    assert!(
-        r.findings
-            .iter()
-            .any(|f| f.contains("record 1 is 93 characters"))
-    );
+    assert!(r.findings.iter().any(|f| f.contains("record 1 is 93 characters")));
     // The batch headers are one character short, so IAT batches are not seen
     // as IAT and their 710-716 addenda are rejected, never dropped.
     assert_eq!(r.reject_count, 105);
@@ -50,10 +43,7 @@ fn ctx_with_addenda() {
     let t = transactions(&all)[0];
     assert_eq!(t.counterparty.name.as_deref(), Some("Receiver Company"));
     assert_eq!(t.reference.as_deref(), Some("121042880000001"));
-    assert_eq!(
-        t.description.as_deref(),
-        Some("ACH CTX Debit First Account Debit Second Account")
-    );
+    assert_eq!(t.description.as_deref(), Some("ACH CTX Debit First Account Debit Second Account"));
     assert_eq!(t.type_code.as_deref(), Some("CTX 27"));
 }
 
@@ -92,12 +82,7 @@ fn notification_of_change() {
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
     let all = items("nacha/cor-example.ach", None, None);
     let t = transactions(&all)[0];
-    assert!(
-        t.description
-            .as_deref()
-            .unwrap()
-            .contains("NOC C01 corrected data 1918171614")
-    );
+    assert!(t.description.as_deref().unwrap().contains("NOC C01 corrected data 1918171614"));
 }
 
 #[test]
@@ -126,23 +111,13 @@ fn handmade_ccd_tel_web() {
 
 #[test]
 fn records_without_line_breaks() {
-    let text = std::fs::read_to_string(fixture("handmade/ccd.ach"))
-        .unwrap()
-        .replace('\n', "");
-    let feed = feeds::parse(
-        std::io::Cursor::new(text.into_bytes()),
-        None,
-        None,
-        feeds::SourceInfo::named("flat.ach"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(fixture("handmade/ccd.ach")).unwrap().replace('\n', "");
+    let feed = feeds::parse(std::io::Cursor::new(text.into_bytes()), None, None, feeds::SourceInfo::named("flat.ach"))
+        .unwrap();
     let all: Vec<_> = feed.collect::<Result<_, _>>().unwrap();
     let t = transactions(&all);
     assert_eq!(t.len(), 2);
     assert_eq!(t[1].direction, Direction::Debit);
     assert_eq!(t[1].provenance.record, 4);
-    assert!(
-        !all.iter()
-            .any(|i| matches!(i, feeds::Item::Finding(_) | feeds::Item::Reject(_)))
-    );
+    assert!(!all.iter().any(|i| matches!(i, feeds::Item::Finding(_) | feeds::Item::Reject(_))));
 }

@@ -11,12 +11,7 @@ use proptest::prelude::*;
 
 fn run(bytes: Vec<u8>, format: Option<Format>) -> Vec<Item> {
     let p = common::profile("capitalone");
-    match parse(
-        Cursor::new(bytes),
-        format,
-        Some(&p),
-        SourceInfo::named("prop"),
-    ) {
+    match parse(Cursor::new(bytes), format, Some(&p), SourceInfo::named("prop")) {
         Ok(feed) => feed.filter_map(Result::ok).collect(),
         Err(e) => {
             assert!(!e.to_string().contains('\n'), "one-line error: {e}");
@@ -159,21 +154,14 @@ fn check(bytes: Vec<u8>, entries: &[(u64, bool)], statements: usize) {
 }
 
 fn verify(items: &[Item], entries: &[(u64, bool)], statements: usize) {
-    let bad: Vec<_> = items
-        .iter()
-        .filter(|i| matches!(i, Item::Reject(_) | Item::Finding(_)))
-        .collect();
+    let bad: Vec<_> = items.iter().filter(|i| matches!(i, Item::Reject(_) | Item::Finding(_))).collect();
     assert!(bad.is_empty(), "{bad:?}");
     let txs = common::transactions(items);
     assert_eq!(txs.len(), entries.len());
     assert_eq!(common::statements(items).len(), statements);
     let sum = |credit: bool| -> u64 { entries.iter().filter(|e| e.1 == credit).map(|e| e.0).sum() };
-    let got = |dir: Direction| -> u64 {
-        txs.iter()
-            .filter(|t| t.direction == dir)
-            .map(|t| t.amount.minor as u64)
-            .sum()
-    };
+    let got =
+        |dir: Direction| -> u64 { txs.iter().filter(|t| t.direction == dir).map(|t| t.amount.minor as u64).sum() };
     assert_eq!(got(Direction::Credit), sum(true));
     assert_eq!(got(Direction::Debit), sum(false));
 }
