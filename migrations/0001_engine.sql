@@ -71,8 +71,9 @@ CREATE TABLE wf.steps (
     CHECK (status <> 'ready' OR pending_deps = 0)
 ) WITH (fillfactor = 70);
 
--- Claim: ready steps in order of availability.
-CREATE INDEX steps_ready ON wf.steps (available_at, id) WHERE status = 'ready';
+-- Claim: ready steps of one queue in order of availability (the claim
+-- walks this index and stops at its limit, whatever waits in other queues).
+CREATE INDEX steps_ready ON wf.steps (queue, available_at, id) WHERE status = 'ready';
 -- Rescue and heartbeats: running steps, by a column that does not change
 -- during a lease.
 CREATE INDEX steps_running ON wf.steps (worker_id) WHERE status = 'running';

@@ -56,6 +56,35 @@ pub enum Command {
     Db(DbCommand),
     /// Run the main job end to end on the embedded (or given) database.
     Demo(DemoArgs),
+    /// Upstream feed files.
+    #[command(subcommand)]
+    Feed(FeedCommand),
+    /// Benchmarks, printed as a table next to a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `wf feed ...`.
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Parse a file and print what was read: statements, transactions, totals, findings, rejects.
+    Inspect {
+        /// The file.
+        file: std::path::PathBuf,
+        /// auto, mt940, camt, nacha, bai2 or csv.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// CSV feed profile (TOML), required for CSV files.
+        #[arg(long)]
+        profile: Option<std::path::PathBuf>,
+    },
+}
+
+/// `wf bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The durable path: throughput, scale, pickup latency, recovery.
+    Engine(crate::bench::EngineArgs),
 }
 
 /// `wf worker`.

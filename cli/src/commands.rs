@@ -1,8 +1,8 @@
 //! What each command does: resolve the database, call the store, render.
 
 use crate::args::{
-    Cli, Command, DbCommand, ListCommand, ListRunsArgs, LogFormat, RunCommand, RunsCommand, StartArgs, StepCommand,
-    WorkerArgs,
+    BenchCommand, Cli, Command, DbCommand, FeedCommand, ListCommand, ListRunsArgs, LogFormat, RunCommand, RunsCommand,
+    StartArgs, StepCommand, WorkerArgs,
 };
 use crate::connect;
 use crate::embedded::{Embedded, Status};
@@ -100,6 +100,13 @@ pub async fn run(cli: Cli, registry: Registry) -> Result<ExitCode> {
         }
         Command::Db(cmd) => db(cmd, json, &mut out).await?,
         Command::Demo(args) => return crate::demo::run(url.as_deref(), args, registry, &mut out).await,
+        Command::Feed(FeedCommand::Inspect { file, format, profile }) => {
+            feed_inspect(&file, &format, profile, json, &mut out)?
+        }
+        Command::Bench(BenchCommand::Engine(args)) => {
+            let url = connect::resolve(url.as_deref()).await?;
+            crate::bench::engine(&url, args, json, &mut out).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -257,6 +264,29 @@ pub async fn signals(token: CancellationToken) {
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     tracing::warn!("second signal: exiting now; unfinished leases will expire and be rescued");
     std::process::exit(130);
+}
+
+fn feed_inspect(
+    file: &std::path::Path,
+    format: &str,
+    profile: Option<std::path::PathBuf>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use pipelines::feeds;
+    let format = match format {
+        "auto" => None,
+        f => Some(f.parse::<feeds::Format>().map_err(|e| anyhow!("{e}"))?),
+    };
+    let profile = profile.map(|p| feeds::CsvProfile::load(&p)).transpose()?;
+    let report = feeds::inspect(file, format, profile.as_ref())?;
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{report}")?;
+    }
+    Ok(())
 }
 
 async fn db(cmd: DbCommand, json: bool, out: &mut dyn Write) -> Result<()> {

@@ -12,12 +12,13 @@
 //! * [`args`]: the clap definition.      * [`commands`]: what each command does.
 //! * [`render`]: tables and JSON.         * [`embedded`]: the embedded default database.
 //! * [`connect`]: URLs and pools.         * [`synthetic`]: the built-in `synthetic` workflow.
-//! * [`demo`]: `wf demo`, the main job.
+//! * [`demo`]: `wf demo`, the main job.        * [`bench`]: `wf bench engine`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error; `run start --wait`
 //! exits 3 when the run failed and 4 when it was cancelled.
 
 pub mod args;
+pub mod bench;
 pub mod commands;
 pub mod connect;
 pub mod demo;
@@ -38,6 +39,7 @@ pub const EXIT_RUN_CANCELLED: u8 = 4;
 pub fn builtin_registry() -> Registry {
     Registry::new()
         .step_types(synthetic::STEP_TYPES.iter().copied())
+        .step_type("bench.probe")
         .workflow(
             "synthetic",
             "chain or fan-out of no-op or sleeping steps, with seeded retryable failures",

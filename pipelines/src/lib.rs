@@ -2,8 +2,10 @@
 //! parse, transform, validate and load upstream bank files into the
 //! reporting warehouse, with a per-record audit lineage.
 //!
-//! Until its workflows land, [`registry`] registers nothing.
+//! [`feeds`] holds the upstream file parsers. Until the ETL's workflows
+//! land, [`registry`] registers nothing.
 
+pub use feeds;
 use workflow_core::Registry;
 
 /// The step types and workflows of the ETL.

@@ -119,3 +119,19 @@ async fn wait_exits_by_outcome_and_listings_have_their_json_shape(pool: PgPool) 
     assert_eq!(cancelled[0]["reason"], "test");
     assert!(cancelled[0]["actor"].as_str().is_some_and(|a| !a.is_empty()));
 }
+
+#[test]
+fn feed_inspect_reports_counts_as_json_and_rejects_a_non_feed_in_one_line() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/feeds/tests/fixtures");
+    let o = wf(None, &["feed", "inspect", "--json", &format!("{fixtures}/nacha/20110805A.ach")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "nacha");
+    // The file's own batch control records list 48 entries in 4 batches.
+    assert_eq!(v["transactions"], 48);
+    for key in ["statements", "totals", "findings", "rejects"] {
+        assert!(v.get(key).is_some(), "inspect JSON lacks {key}");
+    }
+    one_line_error(&wf(None, &["feed", "inspect", &format!("{fixtures}/mt940/invalid_statement.sta")]), 1, "error:");
+    one_line_error(&wf(None, &["feed", "inspect", &format!("{fixtures}/csv/mint.csv")]), 1, "--profile");
+}

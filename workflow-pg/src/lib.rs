@@ -13,11 +13,13 @@
 //! * `history`, `workers`: the step history and the worker registry.
 //! * `notify`: the listener that turns NOTIFY into wake-ups.
 //! * `error`: maps `sqlx::Error` to [`StoreError`] once.
+//! * [`fixtures`]: bulk inserts for benchmarks.
 //!
 //! [`Store`]: workflow_core::Store
 //! [`StoreError`]: workflow_core::StoreError
 
 mod error;
+pub mod fixtures;
 mod history;
 mod notify;
 mod runs;

@@ -19,8 +19,7 @@ use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError};
 const CLAIM: &str = r#"
 WITH c AS MATERIALIZED (
     SELECT id FROM wf.steps
-    WHERE status = 'ready' AND available_at <= now()
-      AND queue = ANY($1) AND step_type = ANY($2)
+    WHERE status = 'ready' AND queue = $1 AND available_at <= now() AND step_type = ANY($2)
     ORDER BY available_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -49,17 +48,26 @@ ORDER BY upd.id
 type ClaimRow =
     (i64, Uuid, String, String, serde_json::Value, i32, i32, Option<i64>, i64, i64, i64, i32, String, String);
 
-/// Claims up to `limit` ready steps of the given queues and types.
+/// Claims up to `limit` ready steps of the given queues (one statement per
+/// queue, in order, until the limit is reached) and types.
 pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
-    let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
-        .bind(&p.queues)
-        .bind(&p.step_types)
-        .bind(i64::from(p.limit))
-        .bind(p.worker.0)
-        .bind(millis(p.lease_ttl))
-        .fetch_all(pool)
-        .await
-        .map_err(interpret)?;
+    let mut rows: Vec<ClaimRow> = Vec::new();
+    for queue in &p.queues {
+        let left = i64::from(p.limit) - rows.len() as i64;
+        if left <= 0 {
+            break;
+        }
+        let got: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(queue)
+            .bind(&p.step_types)
+            .bind(left)
+            .bind(p.worker.0)
+            .bind(millis(p.lease_ttl))
+            .fetch_all(pool)
+            .await
+            .map_err(interpret)?;
+        rows.extend(got);
+    }
     let with_deps: Vec<i64> = rows.iter().filter(|r| r.11 > 0).map(|r| r.0).collect();
     let mut upstream: HashMap<i64, BTreeMap<String, serde_json::Value>> = HashMap::new();
     if !with_deps.is_empty() {

@@ -1,0 +1,477 @@
+//! `wf bench engine`: throughput, scale, pickup latency and recovery of the
+//! durable path, next to this database's single-row-commit ceiling
+//! (`pgbench -N`, 16 clients) measured in the same run.
+//!
+//! Everything runs in a scratch database (`wf_bench`) on the same server,
+//! dropped and re-created at the start.
+
+use crate::connect;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{Connection, PgPool};
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use workflow_core::{
+    Registry, Resources, RunId, Step, StepContext, StepError, StepOutcome, Store, Worker, WorkerConfig,
+};
+use workflow_pg::PgStore;
+
+/// Options of `wf bench engine`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Steps per throughput scenario.
+    #[arg(long, default_value_t = 50_000)]
+    pub steps: i64,
+    /// Fewer scenarios (1 and 4 processes at concurrency 32 only) and a smaller scale test.
+    #[arg(long)]
+    pub quick: bool,
+    /// Largest number of waiting steps in the scale test.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_max: i64,
+    /// Pickup latency samples.
+    #[arg(long, default_value_t = 300)]
+    pub latency_samples: usize,
+    /// Skip the kill -9 recovery measurement (it takes about the lease ttl).
+    #[arg(long)]
+    pub no_recovery: bool,
+}
+
+/// One measured line.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// What was measured.
+    pub scenario: String,
+    /// Steps executed.
+    pub steps: i64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Steps per second.
+    pub steps_per_s: f64,
+    /// Against the pgbench baseline (tps).
+    pub ratio: f64,
+    /// History events per step.
+    pub events_per_step: f64,
+    /// Steps completed more than once (must be 0).
+    pub duplicate_completions: i64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// pgbench -N tps at 16 clients (or our own loop).
+    pub baseline_tps: f64,
+    /// How the baseline was measured.
+    pub baseline: String,
+    /// Durability settings in force.
+    pub settings: HashMap<String, String>,
+    /// Throughput and scale rows.
+    pub rows: Vec<Row>,
+    /// Pickup latency p50 (ms).
+    pub pickup_p50_ms: f64,
+    /// Pickup latency p99 (ms).
+    pub pickup_p99_ms: f64,
+    /// Seconds from kill -9 to the step running elsewhere.
+    pub recovery_s: Option<f64>,
+    /// Lease ttl of the recovery test.
+    pub recovery_ttl_s: f64,
+}
+
+/// Runs the benchmark and prints the table (or JSON).
+pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn Write) -> Result<()> {
+    let bench_url = scratch_db(url, "wf_bench").await?;
+    let pool = connect::one_shot(&bench_url).await?;
+    for m in crate::migrators() {
+        m.run(&pool).await?;
+    }
+    let settings = durability(&pool).await?;
+    eprintln!("baseline: pgbench -N, 16 clients, 10 s ...");
+    let (baseline_tps, baseline) = baseline(url).await?;
+    let mut rows = Vec::new();
+    let noop = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 0, "fail_rate": 0.0, "seed": 0, "effect": false}});
+    let txn = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 0, "fail_rate": 0.0, "seed": 0, "effect": true}});
+    let mut scenarios: Vec<(&str, i32, &serde_json::Value, u32, u32)> = Vec::new();
+    let conc: &[u32] = if args.quick { &[32] } else { &[8, 64] };
+    for &(label, chain, def) in &[
+        ("1-step no-op", 1, &noop),
+        ("4-step chain no-op", 4, &noop),
+        ("1-step transactional", 1, &txn),
+        ("4-step chain transactional", 4, &txn),
+    ] {
+        for procs in [1u32, 4] {
+            for &c in conc {
+                scenarios.push((label, chain, def, procs, c));
+            }
+        }
+    }
+    let mut seq = 0;
+    for (label, chain, def, procs, c) in scenarios {
+        seq += 1;
+        eprintln!("throughput: {label}, {procs} process(es) x concurrency {c} ...");
+        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, args.steps, procs, c).await?;
+        rows.push(finish_row(format!("{label}, {procs} proc x {c}"), row, baseline_tps));
+    }
+    let levels: Vec<i64> = [10_000, 100_000, 1_000_000].into_iter().filter(|&n| n <= args.scale_max).collect();
+    let mut waiting = 0;
+    let mut finished_ballast = 0;
+    for n in levels {
+        let history = if finished_ballast == 0 { args.scale_max.min(1_000_000) } else { 0 };
+        eprintln!("scale: {n} steps waiting, {} finished in history ...", finished_ballast + history);
+        let mut conn = pool.acquire().await?;
+        workflow_pg::fixtures::ballast_insert(&mut conn, "bench-idle", n - waiting, history).await?;
+        sqlx::query("ANALYZE wf.steps").execute(&mut *conn).await?;
+        drop(conn);
+        waiting = n;
+        finished_ballast += history;
+        seq += 1;
+        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), 1, &noop, args.steps, 4, 32).await?;
+        rows.push(finish_row(
+            format!("1-step no-op, 4 proc x 32, {n} waiting + {finished_ballast} finished"),
+            row,
+            baseline_tps,
+        ));
+    }
+    eprintln!("latency: {} single steps at idle workers ...", args.latency_samples);
+    let (p50, p99) = latency(&bench_url, args.latency_samples).await?;
+    let ttl = 15.0;
+    let recovery_s = if args.no_recovery {
+        None
+    } else {
+        eprintln!("recovery: kill -9 a worker holding a step (lease ttl {ttl} s) ...");
+        Some(recovery(&bench_url, &pool).await?)
+    };
+    let report = Report {
+        baseline_tps,
+        baseline,
+        settings,
+        rows,
+        pickup_p50_ms: p50,
+        pickup_p99_ms: p99,
+        recovery_s,
+        recovery_ttl_s: ttl,
+    };
+    if json_out {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_report(out, &report)?;
+    }
+    Ok(())
+}
+
+fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, i64), baseline: f64) -> Row {
+    let sps = steps as f64 / seconds;
+    Row {
+        scenario,
+        steps,
+        seconds,
+        steps_per_s: sps,
+        ratio: sps / baseline,
+        events_per_step: events as f64 / steps as f64,
+        duplicate_completions: dups,
+    }
+}
+
+fn print_report(out: &mut dyn Write, r: &Report) -> Result<()> {
+    writeln!(out, "baseline: {:.0} tps ({})", r.baseline_tps, r.baseline)?;
+    let s: Vec<String> = r.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    writeln!(out, "settings: {}\n", s.join(" "))?;
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    t.set_header(["scenario", "steps", "seconds", "steps/s", "x baseline", "events/step", "dup completions"]);
+    for row in &r.rows {
+        t.add_row(vec![
+            row.scenario.clone(),
+            row.steps.to_string(),
+            format!("{:.2}", row.seconds),
+            format!("{:.0}", row.steps_per_s),
+            format!("{:.2}", row.ratio),
+            format!("{:.2}", row.events_per_step),
+            row.duplicate_completions.to_string(),
+        ]);
+    }
+    writeln!(out, "{t}\n")?;
+    writeln!(
+        out,
+        "pickup latency (commit -> step entered): p50 {:.2} ms, p99 {:.2} ms",
+        r.pickup_p50_ms, r.pickup_p99_ms
+    )?;
+    match r.recovery_s {
+        Some(s) => {
+            writeln!(out, "recovery after kill -9: {s:.1} s (lease ttl {:.0} s, rescue every 2 s)", r.recovery_ttl_s)?
+        }
+        None => writeln!(out, "recovery: skipped")?,
+    }
+    Ok(())
+}
+
+/// Drops and re-creates database `name` on the server of `url`; returns its URL.
+async fn scratch_db(url: &str, name: &str) -> Result<String> {
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {}", connect::redact(url)))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .context("the benchmark needs CREATEDB")?;
+    Ok(with_db(url, name))
+}
+
+/// `url` with its database name replaced.
+pub fn with_db(url: &str, db: &str) -> String {
+    let (head, query) = url.split_once('?').map(|(h, q)| (h, format!("?{q}"))).unwrap_or((url, String::new()));
+    let scheme_end = head.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match head[scheme_end..].find('/') {
+        Some(i) => &head[..scheme_end + i],
+        None => head,
+    };
+    format!("{root}/{db}{query}")
+}
+
+async fn durability(pool: &PgPool) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::new();
+    for s in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "max_connections"] {
+        let (v,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW {s}"))).fetch_one(pool).await?;
+        m.insert(s.to_owned(), v);
+    }
+    Ok(m)
+}
+
+/// pgbench -N at 16 clients for 10 s, or the same loop of our own.
+async fn baseline(url: &str) -> Result<(f64, String)> {
+    let db_url = scratch_db(url, "wf_bench_pgbench").await?;
+    let pgbench = crate::embedded::find_bindir().ok().map(|d| d.join("pgbench")).filter(|p| p.is_file());
+    if let Some(pgbench) = pgbench {
+        let init = Command::new(&pgbench).args(["-i", "-q", "-s", "16", &db_url]).output()?;
+        if !init.status.success() {
+            bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr).trim());
+        }
+        let run = Command::new(&pgbench).args(["-N", "-c", "16", "-j", "2", "-T", "10", &db_url]).output()?;
+        let text = String::from_utf8_lossy(&run.stdout);
+        let tps = text
+            .lines()
+            .find(|l| l.starts_with("tps ="))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("cannot read pgbench output: {text}"))?;
+        return Ok((tps, "pgbench -N -c 16 -j 2 -T 10 -s 16".into()));
+    }
+    // Our own single-row-update commit loop, 16 connections, 10 s.
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&db_url).await?;
+    sqlx::query("CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL)").execute(&pool).await?;
+    sqlx::query("INSERT INTO acct SELECT g, 0 FROM generate_series(1, 100000) g").execute(&pool).await?;
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                let id = fastrand::i32(1..=100_000);
+                sqlx::query("UPDATE acct SET balance = balance + 1 WHERE id = $1").bind(id).execute(&pool).await?;
+                n += 1;
+            }
+            Ok::<_, sqlx::Error>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok((total as f64 / 10.0, "own single-row UPDATE loop, 16 connections, 10 s (pgbench not installed)".into()))
+}
+
+fn spawn_workers(url: &str, procs: u32, concurrency: u32, ttl: &str) -> Result<Vec<Child>> {
+    let exe = std::env::current_exe()?;
+    (0..procs)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["worker", "--concurrency", &concurrency.to_string(), "--lease-ttl", ttl])
+                .env("DATABASE_URL", url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start a worker process")
+        })
+        .collect()
+}
+
+fn stop_workers(children: Vec<Child>) {
+    for mut c in children {
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = c.wait();
+    }
+}
+
+/// Starts idle worker processes, inserts the runs in one commit, and times
+/// until every run of `tag` has finished. Returns (steps, seconds, events, duplicates).
+#[allow(clippy::too_many_arguments)]
+async fn throughput(
+    url: &str,
+    pool: &PgPool,
+    tag: &str,
+    chain: i32,
+    def: &serde_json::Value,
+    steps: i64,
+    procs: u32,
+    concurrency: u32,
+) -> Result<(i64, f64, i64, i64)> {
+    let workers = spawn_workers(url, procs, concurrency, "15s")?;
+    // Let the workers register and go idle first.
+    let (before,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.workers").fetch_one(pool).await?;
+    wait_until(Duration::from_secs(30), || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.workers").fetch_one(pool).await?;
+        Ok(n >= before + i64::from(procs))
+    })
+    .await?;
+    let runs = steps / i64::from(chain);
+    let (ev_before,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.step_events").fetch_one(pool).await?;
+    let mut tx = pool.begin().await?;
+    workflow_pg::fixtures::chains_insert(&mut tx, tag, runs, chain, "synthetic.task", def, "default").await?;
+    tx.commit().await?;
+    let start = Instant::now();
+    let done = wait_until(Duration::from_secs(1800), || async {
+        let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.runs WHERE workflow = $1 AND status = 'running'")
+            .bind(tag)
+            .fetch_one(pool)
+            .await?;
+        Ok(left == 0)
+    })
+    .await;
+    let seconds = start.elapsed().as_secs_f64();
+    stop_workers(workers);
+    done?;
+    let (ev_after,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.step_events").fetch_one(pool).await?;
+    let (dups,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM (SELECT e.step_id FROM wf.step_events e JOIN wf.runs r ON r.id = e.run_id
+         WHERE r.workflow = $1 AND e.event = 'succeeded' GROUP BY e.step_id HAVING count(*) > 1) d",
+    )
+    .bind(tag)
+    .fetch_one(pool)
+    .await?;
+    Ok((runs * i64::from(chain), seconds, ev_after - ev_before, dups))
+}
+
+async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = Instant::now();
+    while !f().await? {
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn probes() -> &'static Mutex<HashMap<RunId, Instant>> {
+    static P: OnceLock<Mutex<HashMap<RunId, Instant>>> = OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+/// Records the moment its code is entered (for the latency benchmark).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Probe {}
+
+#[typetag::serde(name = "bench.probe")]
+#[async_trait::async_trait]
+impl Step for Probe {
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        probes().lock().expect("probes").insert(ctx.run_id, Instant::now());
+        Ok(StepOutcome::done())
+    }
+}
+
+/// Pickup latency with an in-process worker, on one monotonic clock.
+async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
+    let store = PgStore::new(connect::one_shot(url).await?);
+    let control = PgStore::new(connect::lazy(url, 3, None)?);
+    control.start_listener();
+    let registry = Registry::new().step_type("bench.probe");
+    let config = WorkerConfig {
+        concurrency: 4,
+        host: "bench".into(),
+        poll_interval: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(Arc::new(control), registry.clone(), config, Resources::new())?;
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut wf = workflow_core::WorkflowBuilder::new("bench-latency", 1);
+    wf.step("probe", Probe {});
+    let plan = workflow_core::store::RunInsert::from_workflow(&wf.build()?, Default::default(), "bench".into())?;
+    let mut lat = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let id = store.run_insert(plan.clone()).await?.id;
+        let committed = Instant::now();
+        let entered = loop {
+            if let Some(t) = probes().lock().expect("probes").remove(&id) {
+                break t;
+            }
+            if committed.elapsed() > Duration::from_secs(10) {
+                bail!("a probe step was not picked up within 10 s");
+            }
+            tokio::task::yield_now().await;
+        };
+        lat.push(entered.saturating_duration_since(committed).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    stop.cancel();
+    handle.await??;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    Ok((pct(0.5), pct(0.99)))
+}
+
+/// kill -9 a worker holding a step; seconds until the step is claimed elsewhere.
+async fn recovery(url: &str, pool: &PgPool) -> Result<f64> {
+    let first = spawn_workers(url, 1, 1, "15s")?;
+    let mut tx = pool.begin().await?;
+    let slow = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 120000, "fail_rate": 0.0, "seed": 0, "effect": false}});
+    workflow_pg::fixtures::chains_insert(&mut tx, "bench-recovery", 1, 1, "synthetic.task", &slow, "default").await?;
+    tx.commit().await?;
+    let claims = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM wf.step_events e JOIN wf.runs r ON r.id = e.run_id
+             WHERE r.workflow = 'bench-recovery' AND e.event = 'claimed'",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok::<_, anyhow::Error>(n)
+    };
+    wait_until(Duration::from_secs(30), || async { Ok(claims().await? >= 1) }).await?;
+    let second = spawn_workers(url, 1, 1, "15s")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for mut c in first {
+        c.kill()?;
+        c.wait()?;
+    }
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(60), || async { Ok(claims().await? >= 2) }).await?;
+    let secs = killed.elapsed().as_secs_f64();
+    let store = PgStore::new(pool.clone());
+    let (id,): (uuid::Uuid,) =
+        sqlx::query_as("SELECT id FROM wf.runs WHERE workflow = 'bench-recovery'").fetch_one(pool).await?;
+    store
+        .run_cancel(workflow_core::store::OperatorAction {
+            run: RunId(id),
+            step: None,
+            actor: "bench".into(),
+            reason: Some("benchmark done".into()),
+        })
+        .await?;
+    stop_workers(second);
+    Ok(secs)
+}
