@@ -168,7 +168,7 @@ impl Embedded {
         }
         if status != Status::Running {
             self.prepare_dirs()?;
-            let opts = format!("-k {} -c listen_addresses=''", path_str(&self.sock())?);
+            let opts = format!("-k {} -c listen_addresses='' -c max_connections=300", path_str(&self.sock())?);
             let log = self.data().join("wf-server.log");
             let out = self
                 .pg(

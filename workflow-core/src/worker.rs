@@ -225,9 +225,14 @@ impl<S: Store> Worker<S> {
     async fn main_loop(&self, held: HeldMap, shutdown: &CancellationToken) -> Result<(), WorkerError> {
         let wakeups = self.store.wakeups();
         let mut tasks: JoinSet<(Lease, Attempt, Duration)> = JoinSet::new();
+        // Results are recorded by up to MAX_FLUSHES concurrent batch calls,
+        // so commits overlap (group commit) while the loop keeps claiming.
+        let mut flushes: JoinSet<Flushed> = JoinSet::new();
+        let mut in_flight = 0usize;
         let mut done: Vec<StepCompletion> = Vec::new();
         let mut release: Vec<Lease> = Vec::new();
         let mut backoff = Backoff::new();
+        let mut retry_flush_at: Option<tokio::time::Instant> = None;
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let mut more_ready = true;
         loop {
@@ -235,21 +240,52 @@ impl<S: Store> Worker<S> {
                 let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
                 self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
             }
-            if !done.is_empty() || !release.is_empty() {
-                let free = self.config.concurrency.saturating_sub(tasks.len());
-                if let Err(e) = self.flush(&mut done, &mut release, &held, free).await {
-                    warn!(error = %e, "recording results failed; will retry");
-                    backoff.sleep().await;
-                    continue;
+            while let Some(joined) = flushes.try_join_next() {
+                let (items, result) = joined.expect("flush tasks do not panic");
+                in_flight -= items.len();
+                match self.flushed(items, result, &held, &mut done) {
+                    Ok(promoted) => {
+                        backoff.reset();
+                        more_ready |= promoted > 0;
+                    }
+                    Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
                 }
-                more_ready = true;
+            }
+            let may_flush = retry_flush_at.is_none_or(|t| tokio::time::Instant::now() >= t);
+            if !done.is_empty() && flushes.len() < MAX_FLUSHES && may_flush {
+                retry_flush_at = None;
+                let items = std::mem::take(&mut done);
+                in_flight += items.len();
+                let free = self.config.concurrency.saturating_sub(tasks.len());
+                let (store, worker) = (self.store.clone(), self.id);
+                flushes.spawn(async move {
+                    let p = StepsComplete { worker, items: items.clone(), notify_above: free };
+                    let r = store.steps_complete(p).await;
+                    (items, r)
+                });
+            }
+            if !release.is_empty() {
+                match self.store.steps_release(StepsRelease { worker: self.id, leases: release.clone() }).await {
+                    Ok(n) => {
+                        self.stats.released.fetch_add(n as u64, Ordering::Relaxed);
+                        info!(released = n, "leases released on shutdown");
+                        let mut map = held.lock().expect("held map");
+                        for l in release.drain(..) {
+                            map.remove(&l.step);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "releasing leases failed; will retry");
+                        backoff.sleep().await;
+                    }
+                }
             }
             if shutdown.is_cancelled() {
                 let deadline = *grace_deadline.get_or_insert_with(|| {
                     info!(running = tasks.len(), "shutting down: no new claims");
                     tokio::time::Instant::now() + self.config.shutdown_grace
                 });
-                if tasks.is_empty() {
+                if tasks.is_empty() && flushes.is_empty() && done.is_empty() && release.is_empty() {
                     return Ok(());
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -257,46 +293,89 @@ impl<S: Store> Worker<S> {
                         h.cancel.cancel();
                     }
                 }
-                tokio::select! {
-                    Some(joined) = tasks.join_next() => {
-                        let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
-                        self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
-                    }
-                    () = tokio::time::sleep_until(deadline) => {}
-                }
-                continue;
-            }
-            let free = self.config.concurrency.saturating_sub(tasks.len());
-            if free > 0 && more_ready {
-                match self.claim(free as u32).await {
-                    Ok(claimed) => {
-                        backoff.reset();
-                        more_ready = claimed.len() == free;
-                        for c in claimed {
-                            self.spawn_attempt(c, &held, &mut tasks);
+            } else {
+                let free = self.config.concurrency.saturating_sub(tasks.len());
+                let backlog = done.len() + in_flight;
+                if free > 0 && more_ready && backlog < 4 * self.config.concurrency {
+                    match self.claim(free as u32).await {
+                        Ok(claimed) => {
+                            more_ready = claimed.len() == free;
+                            for c in claimed {
+                                self.spawn_attempt(c, &held, &mut tasks);
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "claim failed; backing off");
+                            tokio::select! {
+                                () = backoff.sleep() => {}
+                                () = shutdown.cancelled() => {}
+                            }
+                            continue;
                         }
                     }
-                    Err(e) => {
-                        warn!(error = %e, "claim failed; backing off");
-                        tokio::select! {
-                            () = backoff.sleep() => {}
-                            () = shutdown.cancelled() => {}
-                        }
+                    if more_ready && tasks.len() < self.config.concurrency {
                         continue;
                     }
                 }
-                if more_ready && tasks.len() < self.config.concurrency {
-                    continue;
-                }
             }
+            let flush_retry = async {
+                match retry_flush_at {
+                    Some(t) if !done.is_empty() => tokio::time::sleep_until(t).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 Some(joined) = tasks.join_next() => {
                     let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
                     self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
                 }
+                Some(joined) = flushes.join_next() => {
+                    let (items, result) = joined.expect("flush tasks do not panic");
+                    in_flight -= items.len();
+                    match self.flushed(items, result, &held, &mut done) {
+                        Ok(promoted) => {
+                            backoff.reset();
+                            more_ready |= promoted > 0;
+                        }
+                        Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
+                    }
+                }
+                () = flush_retry => {}
                 () = wakeups.notified() => more_ready = true,
                 () = tokio::time::sleep(self.config.poll_interval) => more_ready = true,
-                () = shutdown.cancelled() => {}
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+                () = sleep_until_opt(grace_deadline.filter(|d| *d > tokio::time::Instant::now())), if shutdown.is_cancelled() => {}
+            }
+        }
+    }
+
+    /// Handles a finished batch call: forgets recorded and rejected leases,
+    /// or puts the items back for another try. Returns how many steps the
+    /// batch made ready.
+    fn flushed(
+        &self,
+        items: Vec<StepCompletion>,
+        result: Result<crate::store::StepsCompleted, StoreError>,
+        held: &HeldMap,
+        done: &mut Vec<StepCompletion>,
+    ) -> Result<usize, ()> {
+        match result {
+            Ok(r) => {
+                self.stats.succeeded.fetch_add(r.completed.len() as u64, Ordering::Relaxed);
+                self.stats.rejected.fetch_add(r.rejected.len() as u64, Ordering::Relaxed);
+                for l in &r.rejected {
+                    warn!(step = %l.step, token = l.token, "completion rejected: lease no longer held (zombie result discarded)");
+                }
+                let mut map = held.lock().expect("held map");
+                for l in r.completed.iter().chain(&r.rejected) {
+                    map.remove(&l.step);
+                }
+                Ok(r.promoted)
+            }
+            Err(e) => {
+                warn!(error = %e, steps = items.len(), "recording results failed; will retry");
+                done.extend(items);
+                Err(())
             }
         }
     }
@@ -435,41 +514,6 @@ impl<S: Store> Worker<S> {
             }
         }
         held.lock().expect("held map").remove(&lease.step);
-    }
-
-    async fn flush(
-        &self,
-        done: &mut Vec<StepCompletion>,
-        release: &mut Vec<Lease>,
-        held: &HeldMap,
-        free: usize,
-    ) -> Result<(), StoreError> {
-        if !done.is_empty() {
-            let r = self
-                .store
-                .steps_complete(StepsComplete { worker: self.id, items: done.clone(), notify_above: free })
-                .await?;
-            done.clear();
-            self.stats.succeeded.fetch_add(r.completed.len() as u64, Ordering::Relaxed);
-            self.stats.rejected.fetch_add(r.rejected.len() as u64, Ordering::Relaxed);
-            for l in &r.rejected {
-                warn!(step = %l.step, token = l.token, "completion rejected: lease no longer held (zombie result discarded)");
-            }
-            let mut map = held.lock().expect("held map");
-            for l in r.completed.iter().chain(&r.rejected) {
-                map.remove(&l.step);
-            }
-        }
-        if !release.is_empty() {
-            let n = self.store.steps_release(StepsRelease { worker: self.id, leases: release.clone() }).await?;
-            self.stats.released.fetch_add(n as u64, Ordering::Relaxed);
-            info!(released = n, "leases released on shutdown");
-            let mut map = held.lock().expect("held map");
-            for l in release.drain(..) {
-                map.remove(&l.step);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -635,6 +679,18 @@ async fn rescue_loop<S: Store>(store: Arc<S>, every: Duration, healthy: Arc<Atom
     }
 }
 
+/// At most this many batch completion calls in flight per worker.
+const MAX_FLUSHES: usize = 4;
+
+type Flushed = (Vec<StepCompletion>, Result<crate::store::StepsCompleted, StoreError>);
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Exponential backoff with jitter for waiting out an unreachable database.
 struct Backoff {
     next: Duration,
@@ -647,9 +703,12 @@ impl Backoff {
     fn reset(&mut self) {
         self.next = Duration::from_millis(100);
     }
-    async fn sleep(&mut self) {
+    fn next_delay(&mut self) -> Duration {
         let d = self.next.mul_f64(0.5 + fastrand::f64() / 2.0);
         self.next = (self.next * 2).min(Duration::from_secs(5));
-        tokio::time::sleep(d).await;
+        d
+    }
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
     }
 }

@@ -148,6 +148,58 @@ WITH input AS (
 SELECT id, run_id, name, lease_token FROM done ORDER BY id
 "#;
 
+/// The whole success path in one statement: record the outputs and events,
+/// promote dependents whose last upstream this was (locked in id order), and
+/// count the steps off their runs. Used when no completion expands.
+const COMPLETE_FAST: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS t(id, token, output)
+), done AS (
+    UPDATE wf.steps s
+    SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
+    FROM input i
+    WHERE s.id = i.id AND s.lease_token = i.token AND s.status = 'running'
+    RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
+              (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
+), ev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
+    SELECT run_id, id, 'succeeded', 'running', 'succeeded', attempt, worker_id, lease_token, ms FROM done
+), agg AS (
+    SELECT d.step_id, count(*)::int AS n FROM wf.step_deps d JOIN done ON done.id = d.depends_on GROUP BY d.step_id
+), locked AS MATERIALIZED (
+    SELECT s.id FROM wf.steps s JOIN agg ON agg.step_id = s.id
+    WHERE s.status = 'blocked' ORDER BY s.id FOR UPDATE OF s
+), promo AS (
+    UPDATE wf.steps s
+    SET pending_deps = s.pending_deps - agg.n,
+        status = CASE WHEN s.pending_deps - agg.n = 0 THEN 'ready' ELSE 'blocked' END::wf.step_state,
+        available_at = now()
+    FROM agg JOIN locked ON locked.id = agg.step_id
+    WHERE s.id = agg.step_id
+    RETURNING s.id, s.run_id, s.status, s.attempt
+), pev AS (
+    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
+    SELECT run_id, id, 'deps_met', 'blocked', 'ready', attempt FROM promo WHERE status = 'ready'
+), per_run AS (
+    SELECT run_id, count(*)::int AS n FROM done GROUP BY run_id
+), runs AS (
+    UPDATE wf.runs r
+    SET remaining = r.remaining - d.n,
+        status = CASE WHEN r.status = 'cancelled' THEN r.status
+                      WHEN r.remaining - d.n > 0 THEN 'running'
+                      WHEN r.cancelled_steps > 0 THEN 'cancelled'
+                      WHEN r.failed_steps > 0 THEN 'failed'
+                      ELSE 'succeeded' END::wf.run_state,
+        finished_at = CASE WHEN r.status = 'cancelled' THEN r.finished_at
+                           WHEN r.remaining - d.n > 0 THEN NULL
+                           ELSE clock_timestamp() END
+    FROM per_run d WHERE r.id = d.run_id
+)
+SELECT id, lease_token, false AS promoted FROM done
+UNION ALL
+SELECT id, 0, true FROM promo WHERE status = 'ready'
+"#;
+
 /// Completes steps inside the caller's open transaction: records results,
 /// inserts fan-out children, promotes dependents, updates run counters.
 pub(crate) async fn complete_on(
@@ -155,6 +207,9 @@ pub(crate) async fn complete_on(
     items: Vec<StepCompletion>,
     notify_above: usize,
 ) -> Result<StepsCompleted, StoreError> {
+    if items.iter().all(|i| matches!(i.completion, Completion::Output(_))) {
+        return complete_fast(conn, items, notify_above).await;
+    }
     let mut ids = Vec::with_capacity(items.len());
     let mut tokens = Vec::with_capacity(items.len());
     let mut outputs = Vec::with_capacity(items.len());
@@ -196,6 +251,37 @@ pub(crate) async fn complete_on(
     let ended: Vec<(i64, bool)> = done.iter().map(|d| (d.0, true)).collect();
     promoted += propagate(conn, ended, &mut deltas).await?;
     deltas.apply(conn).await?;
+    if promoted > notify_above {
+        notify(conn).await?;
+    }
+    let (completed, rejected) = items.iter().map(|i| i.lease).partition(|l| accepted.contains(&(l.step.0, l.token)));
+    Ok(StepsCompleted { completed, rejected, promoted })
+}
+
+async fn complete_fast(
+    conn: &mut PgConnection,
+    items: Vec<StepCompletion>,
+    notify_above: usize,
+) -> Result<StepsCompleted, StoreError> {
+    let mut ids = Vec::with_capacity(items.len());
+    let mut tokens = Vec::with_capacity(items.len());
+    let mut outputs = Vec::with_capacity(items.len());
+    for it in &items {
+        ids.push(it.lease.step.0);
+        tokens.push(it.lease.token);
+        if let Completion::Output(v) = &it.completion {
+            outputs.push(v.clone());
+        }
+    }
+    let rows: Vec<(i64, i64, bool)> = sqlx::query_as(COMPLETE_FAST)
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&outputs)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(interpret)?;
+    let accepted: std::collections::HashSet<(i64, i64)> = rows.iter().filter(|r| !r.2).map(|r| (r.0, r.1)).collect();
+    let promoted = rows.iter().filter(|r| r.2).count();
     if promoted > notify_above {
         notify(conn).await?;
     }
