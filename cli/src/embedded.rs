@@ -86,6 +86,20 @@ impl Embedded {
         Ok(Self { base, bindir: find_bindir()?, as_postgres: root })
     }
 
+    /// A cluster in `base` (for tests and tools that own a server).
+    pub fn at(base: PathBuf) -> Result<Self> {
+        let root = is_root();
+        if root && base.starts_with("/root") {
+            bail!("as root the cluster cannot live under /root ({})", base.display());
+        }
+        Ok(Self { base, bindir: find_bindir()?, as_postgres: root })
+    }
+
+    /// The superuser URL of database `db` in this cluster.
+    pub fn url_for(&self, db: &str) -> String {
+        format!("postgres://postgres@localhost/{db}?host={}", self.sock().display())
+    }
+
     fn data(&self) -> PathBuf {
         self.base.join("data")
     }
@@ -96,11 +110,11 @@ impl Embedded {
 
     /// The connection URL (socket in the private directory).
     pub fn url(&self) -> String {
-        format!("postgres://postgres@localhost/{DB_NAME}?host={}", self.sock().display())
+        self.url_for(DB_NAME)
     }
 
     fn admin_url(&self) -> String {
-        format!("postgres://postgres@localhost/postgres?host={}", self.sock().display())
+        self.url_for("postgres")
     }
 
     /// Runs a PostgreSQL binary as the cluster's owner.
