@@ -105,6 +105,12 @@ pub struct WorkerArgs {
     /// Longest wait between polls when no wake-up arrives.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: std::time::Duration,
+    /// Batch completion calls in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_flushes: u32,
+    /// Send NOTIFY wake-ups (off: other workers find new work by polling only).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub notify: String,
 }
 
 /// `wf run ...`.

@@ -39,6 +39,9 @@ pub struct EngineArgs {
     /// Skip the kill -9 recovery measurement (it takes about the lease ttl).
     #[arg(long)]
     pub no_recovery: bool,
+    /// Skip the throughput scenarios (run scale, latency and recovery only).
+    #[arg(long)]
+    pub no_throughput: bool,
 }
 
 /// One measured line.
@@ -109,11 +112,31 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         }
     }
     let mut seq = 0;
+    if args.no_throughput {
+        scenarios.clear();
+    }
     for (label, chain, def, procs, c) in scenarios {
         seq += 1;
         eprintln!("throughput: {label}, {procs} process(es) x concurrency {c} ...");
-        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, args.steps, procs, c).await?;
+        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, args.steps, procs, c, &[]).await?;
         rows.push(finish_row(format!("{label}, {procs} proc x {c}"), row, baseline_tps));
+    }
+    // What each optimisation buys: the same workload with it turned off.
+    let comparisons: &[(&str, i32, &[&str])] = if args.no_throughput {
+        &[]
+    } else {
+        &[
+            ("1-step no-op, 4 proc x 32, one batch call in flight", 1, &["--max-flushes", "1"][..]),
+            ("4-step chain no-op, 4 proc x 32, NOTIFY off", 4, &["--notify", "off"][..]),
+            ("4-step chain no-op, 4 proc x 32, NOTIFY on", 4, &[][..]),
+        ]
+    };
+    for &(label, chain, extra) in comparisons {
+        seq += 1;
+        eprintln!("comparison: {label} ...");
+        let row =
+            throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, &noop, args.steps, 4, 32, extra).await?;
+        rows.push(finish_row(label.to_owned(), row, baseline_tps));
     }
     let levels: Vec<i64> = [10_000, 100_000, 1_000_000].into_iter().filter(|&n| n <= args.scale_max).collect();
     let mut waiting = 0;
@@ -128,7 +151,7 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         waiting = n;
         finished_ballast += history;
         seq += 1;
-        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), 1, &noop, args.steps, 4, 32).await?;
+        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), 1, &noop, args.steps, 4, 32, &[]).await?;
         rows.push(finish_row(
             format!("1-step no-op, 4 proc x 32, {n} waiting + {finished_ballast} finished"),
             row,
@@ -165,6 +188,10 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
 
 fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, i64), baseline: f64) -> Row {
     let sps = steps as f64 / seconds;
+    eprintln!(
+        "  {steps} steps in {seconds:.2} s: {sps:.0} steps/s ({:.2}x baseline), duplicates {dups}",
+        sps / baseline
+    );
     Row {
         scenario,
         steps,
@@ -288,12 +315,13 @@ async fn baseline(url: &str) -> Result<(f64, String)> {
     Ok((total as f64 / 10.0, "own single-row UPDATE loop, 16 connections, 10 s (pgbench not installed)".into()))
 }
 
-fn spawn_workers(url: &str, procs: u32, concurrency: u32, ttl: &str) -> Result<Vec<Child>> {
+fn spawn_workers(url: &str, procs: u32, concurrency: u32, ttl: &str, extra: &[&str]) -> Result<Vec<Child>> {
     let exe = std::env::current_exe()?;
     (0..procs)
         .map(|_| {
             Command::new(&exe)
                 .args(["worker", "--concurrency", &concurrency.to_string(), "--lease-ttl", ttl])
+                .args(extra)
                 .env("DATABASE_URL", url)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
@@ -323,15 +351,20 @@ async fn throughput(
     steps: i64,
     procs: u32,
     concurrency: u32,
+    extra: &[&str],
 ) -> Result<(i64, f64, i64, i64)> {
-    let workers = spawn_workers(url, procs, concurrency, "15s")?;
-    // Let the workers register and go idle first.
     let (before,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.workers").fetch_one(pool).await?;
-    wait_until(Duration::from_secs(30), || async {
+    let workers = spawn_workers(url, procs, concurrency, "15s", extra)?;
+    // Let the workers register and go idle first.
+    let registered = wait_until(Duration::from_secs(60), || async {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.workers").fetch_one(pool).await?;
         Ok(n >= before + i64::from(procs))
     })
-    .await?;
+    .await;
+    if registered.is_err() {
+        stop_workers(workers);
+        bail!("worker processes did not register within 60 s");
+    }
     let runs = steps / i64::from(chain);
     let (ev_before,): (i64,) = sqlx::query_as("SELECT count(*) FROM wf.step_events").fetch_one(pool).await?;
     let mut tx = pool.begin().await?;
@@ -345,7 +378,8 @@ async fn throughput(
             .await?;
         Ok(left == 0)
     })
-    .await;
+    .await
+    .context("the runs did not finish");
     let seconds = start.elapsed().as_secs_f64();
     stop_workers(workers);
     done?;
@@ -375,8 +409,10 @@ where
     Ok(())
 }
 
-fn probes() -> &'static Mutex<HashMap<RunId, Instant>> {
-    static P: OnceLock<Mutex<HashMap<RunId, Instant>>> = OnceLock::new();
+/// When each probe step was entered, and a wake-up for the waiting client
+/// (no busy polling: on two cores it would steal the server's CPU).
+fn probes() -> &'static (Mutex<HashMap<RunId, Instant>>, tokio::sync::Notify) {
+    static P: OnceLock<(Mutex<HashMap<RunId, Instant>>, tokio::sync::Notify)> = OnceLock::new();
     P.get_or_init(Default::default)
 }
 
@@ -388,7 +424,9 @@ pub struct Probe {}
 #[async_trait::async_trait]
 impl Step for Probe {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        probes().lock().expect("probes").insert(ctx.run_id, Instant::now());
+        let entered = Instant::now();
+        probes().0.lock().expect("probes").insert(ctx.run_id, entered);
+        probes().1.notify_one();
         Ok(StepOutcome::done())
     }
 }
@@ -399,7 +437,9 @@ async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
     let control = PgStore::new(connect::lazy(url, 3, None)?);
     control.start_listener();
     let registry = Registry::new().step_type("bench.probe");
+    // A queue of its own, so no other worker on the server takes the probes.
     let config = WorkerConfig {
+        queues: vec!["bench-latency".into()],
         concurrency: 4,
         host: "bench".into(),
         poll_interval: Duration::from_secs(5),
@@ -410,20 +450,19 @@ async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
     let handle = tokio::spawn(worker.run(stop.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut wf = workflow_core::WorkflowBuilder::new("bench-latency", 1);
-    wf.step("probe", Probe {});
+    wf.step("probe", Probe {}).queue("bench-latency");
     let plan = workflow_core::store::RunInsert::from_workflow(&wf.build()?, Default::default(), "bench".into())?;
     let mut lat = Vec::with_capacity(samples);
     for _ in 0..samples {
         let id = store.run_insert(plan.clone()).await?.id;
         let committed = Instant::now();
         let entered = loop {
-            if let Some(t) = probes().lock().expect("probes").remove(&id) {
+            if let Some(t) = probes().0.lock().expect("probes").remove(&id) {
                 break t;
             }
-            if committed.elapsed() > Duration::from_secs(10) {
+            if tokio::time::timeout(Duration::from_secs(10), probes().1.notified()).await.is_err() {
                 bail!("a probe step was not picked up within 10 s");
             }
-            tokio::task::yield_now().await;
         };
         lat.push(entered.saturating_duration_since(committed).as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(15)).await;
@@ -437,7 +476,7 @@ async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
 
 /// kill -9 a worker holding a step; seconds until the step is claimed elsewhere.
 async fn recovery(url: &str, pool: &PgPool) -> Result<f64> {
-    let first = spawn_workers(url, 1, 1, "15s")?;
+    let first = spawn_workers(url, 1, 1, "15s", &[])?;
     let mut tx = pool.begin().await?;
     let slow = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 120000, "fail_rate": 0.0, "seed": 0, "effect": false}});
     workflow_pg::fixtures::chains_insert(&mut tx, "bench-recovery", 1, 1, "synthetic.task", &slow, "default").await?;
@@ -452,7 +491,7 @@ async fn recovery(url: &str, pool: &PgPool) -> Result<f64> {
         Ok::<_, anyhow::Error>(n)
     };
     wait_until(Duration::from_secs(30), || async { Ok(claims().await? >= 1) }).await?;
-    let second = spawn_workers(url, 1, 1, "15s")?;
+    let second = spawn_workers(url, 1, 1, "15s", &[])?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for mut c in first {
         c.kill()?;

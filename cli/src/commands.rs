@@ -227,7 +227,11 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
     let idle_tx = args.lease_ttl * 2 / 3;
     let control = connect::lazy(&url, 4, None)?;
     let work = connect::lazy(&url, args.concurrency + 2, Some(idle_tx))?;
-    let store = Arc::new(PgStore::new(control));
+    let mut store = PgStore::new(control);
+    if args.notify == "off" {
+        store = store.without_notify();
+    }
+    let store = Arc::new(store);
     let listener = store.start_listener();
     let mut resources = Resources::new();
     resources.insert(work);
@@ -237,6 +241,7 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
         lease_ttl: args.lease_ttl,
         poll_interval: args.poll_interval,
         shutdown_grace: args.shutdown_grace,
+        max_flushes: args.max_flushes as usize,
         host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
         ..WorkerConfig::default()
     };

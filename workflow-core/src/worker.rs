@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Largest step output accepted, in bytes of JSON.
     pub max_output_bytes: usize,
+    /// Batch completion calls in flight at once (1: record, then claim again).
+    pub max_flushes: usize,
     /// Host name recorded in the worker registry.
     pub host: String,
 }
@@ -57,6 +59,7 @@ impl Default for WorkerConfig {
             rescue_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
+            max_flushes: 4,
             host: String::from("localhost"),
         }
     }
@@ -225,7 +228,7 @@ impl<S: Store> Worker<S> {
     async fn main_loop(&self, held: HeldMap, shutdown: &CancellationToken) -> Result<(), WorkerError> {
         let wakeups = self.store.wakeups();
         let mut tasks: JoinSet<(Lease, Attempt, Duration)> = JoinSet::new();
-        // Results are recorded by up to MAX_FLUSHES concurrent batch calls,
+        // Results are recorded by up to `max_flushes` concurrent batch calls,
         // so commits overlap (group commit) while the loop keeps claiming.
         let mut flushes: JoinSet<Flushed> = JoinSet::new();
         let mut in_flight = 0usize;
@@ -252,7 +255,7 @@ impl<S: Store> Worker<S> {
                 }
             }
             let may_flush = retry_flush_at.is_none_or(|t| tokio::time::Instant::now() >= t);
-            if !done.is_empty() && flushes.len() < MAX_FLUSHES && may_flush {
+            if !done.is_empty() && flushes.len() < self.config.max_flushes.max(1) && may_flush {
                 retry_flush_at = None;
                 let items = std::mem::take(&mut done);
                 in_flight += items.len();
@@ -678,9 +681,6 @@ async fn rescue_loop<S: Store>(store: Arc<S>, every: Duration, healthy: Arc<Atom
         }
     }
 }
-
-/// At most this many batch completion calls in flight per worker.
-const MAX_FLUSHES: usize = 4;
 
 type Flushed = (Vec<StepCompletion>, Result<crate::store::StepsCompleted, StoreError>);
 

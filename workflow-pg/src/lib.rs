@@ -43,13 +43,21 @@ pub const CHANNEL: &str = "wf_ready";
 pub struct PgStore {
     pool: PgPool,
     wakeups: Arc<tokio::sync::Notify>,
+    notify: bool,
 }
 
 impl PgStore {
     /// A store over `pool`, which should be the control plane's own pool
     /// (claims, heartbeats, completions), not the one steps use for their work.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, wakeups: Arc::new(tokio::sync::Notify::new()) }
+        Self { pool, wakeups: Arc::new(tokio::sync::Notify::new()), notify: true }
+    }
+
+    /// This store sends no NOTIFY wake-ups (other workers then find new
+    /// work by polling only); for measuring what notifications cost.
+    pub fn without_notify(mut self) -> Self {
+        self.notify = false;
+        self
     }
 
     /// The pool.
@@ -91,6 +99,10 @@ impl workflow_core::Store for PgStore {
     }
 
     async fn steps_complete(&self, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
+        let mut p = p;
+        if !self.notify {
+            p.notify_above = usize::MAX;
+        }
         steps::complete_batch(&self.pool, p).await
     }
 
