@@ -125,6 +125,7 @@ pub struct Worker<S: Store> {
     resources: Arc<Resources>,
     id: WorkerId,
     stats: Arc<WorkerStats>,
+    claim_soon: std::sync::atomic::AtomicBool,
 }
 
 impl<S: Store> Worker<S> {
@@ -149,6 +150,7 @@ impl<S: Store> Worker<S> {
             resources: Arc::new(resources),
             id: WorkerId::new(),
             stats: Arc::default(),
+            claim_soon: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -297,6 +299,7 @@ impl<S: Store> Worker<S> {
                     }
                 }
             } else {
+                more_ready |= self.claim_soon.swap(false, Ordering::Relaxed);
                 let free = self.config.concurrency.saturating_sub(tasks.len());
                 let backlog = done.len() + in_flight;
                 if free > 0 && more_ready && backlog < 4 * self.config.concurrency {
@@ -461,6 +464,9 @@ impl<S: Store> Worker<S> {
             Attempt::Finished(Ok(StepOutcome::Committed(_))) => {
                 held.lock().expect("held map").remove(&lease.step);
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                // Its commit may have made dependents ready: claim them here
+                // rather than have the store wake every worker.
+                self.claim_soon.store(true, Ordering::Relaxed);
                 return;
             }
             Attempt::Finished(Ok(StepOutcome::Output(v))) => {

@@ -184,7 +184,9 @@ impl TxFence<sqlx::PgConnection> for PgFence {
         output: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let items = vec![StepCompletion { lease, completion: Completion::Output(output.clone()) }];
-        let r = steps::complete_on(conn, items, 0).await?;
+        // The completing worker claims one promoted dependent itself; wake
+        // the others only when more became ready.
+        let r = steps::complete_on(conn, items, 1).await?;
         if r.completed.is_empty() {
             return Err(StoreError::LeaseLost { step: lease.step.0, token: lease.token });
         }
