@@ -394,6 +394,8 @@ async fn throughput(
     Ok((runs * i64::from(chain), seconds, ev_after - ev_before, dups))
 }
 
+/// Polls `f` every 100 ms (often enough for runs of several seconds, rarely
+/// enough not to load the server being measured).
 async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
@@ -404,7 +406,7 @@ where
         if start.elapsed() > limit {
             bail!("timed out after {limit:?}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
