@@ -240,13 +240,22 @@ impl<S: Store> Worker<S> {
         let mut retry_flush_at: Option<tokio::time::Instant> = None;
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let mut more_ready = true;
+        // Set by the wait at the bottom of the loop, handled at the top.
+        let mut woke_task: Option<(Lease, Attempt, Duration)> = None;
+        let mut woke_flush: Option<Flushed> = None;
         loop {
-            while let Some(joined) = tasks.try_join_next() {
-                let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
+            let finished = std::iter::from_fn(|| {
+                woke_task
+                    .take()
+                    .or_else(|| tasks.try_join_next().map(|j| j.expect("attempt tasks catch their own panics")))
+            });
+            for (lease, attempt, elapsed) in finished.collect::<Vec<_>>() {
                 self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
             }
-            while let Some(joined) = flushes.try_join_next() {
-                let (items, result) = joined.expect("flush tasks do not panic");
+            let flushed = std::iter::from_fn(|| {
+                woke_flush.take().or_else(|| flushes.try_join_next().map(|j| j.expect("flush tasks do not panic")))
+            });
+            for (items, result) in flushed.collect::<Vec<_>>() {
                 in_flight -= items.len();
                 match self.flushed(items, result, &held, &mut done) {
                     Ok(promoted) => {
@@ -332,20 +341,9 @@ impl<S: Store> Worker<S> {
             };
             tokio::select! {
                 Some(joined) = tasks.join_next() => {
-                    let (lease, attempt, elapsed) = joined.expect("attempt tasks catch their own panics");
-                    self.settle(lease, attempt, elapsed, &held, &mut done, &mut release).await;
+                    woke_task = Some(joined.expect("attempt tasks catch their own panics"));
                 }
-                Some(joined) = flushes.join_next() => {
-                    let (items, result) = joined.expect("flush tasks do not panic");
-                    in_flight -= items.len();
-                    match self.flushed(items, result, &held, &mut done) {
-                        Ok(promoted) => {
-                            backoff.reset();
-                            more_ready |= promoted > 0;
-                        }
-                        Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
-                    }
-                }
+                Some(joined) = flushes.join_next() => woke_flush = Some(joined.expect("flush tasks do not panic")),
                 () = flush_retry => {}
                 () = wakeups.notified() => more_ready = true,
                 () = tokio::time::sleep(self.config.poll_interval) => more_ready = true,
