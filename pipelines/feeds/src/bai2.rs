@@ -434,21 +434,20 @@ impl<R: BufRead> Bai2Reader<R> {
     }
 }
 
+impl<R: BufRead> crate::emit::Parser for Bai2Reader<R> {
+    fn parts(&mut self) -> (&mut Out, &mut bool) {
+        (&mut self.out, &mut self.done)
+    }
+
+    fn step(&mut self) -> Result<(), FeedError> {
+        Bai2Reader::step(self)
+    }
+}
+
 impl<R: BufRead> Iterator for Bai2Reader<R> {
     type Item = Result<Item, FeedError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.out.pop() {
-                return Some(Ok(item));
-            }
-            if self.done {
-                return None;
-            }
-            if let Err(e) = self.step() {
-                self.done = true;
-                return Some(Err(e));
-            }
-        }
+        crate::emit::next_item(self)
     }
 }

@@ -6,8 +6,36 @@
 
 use std::collections::VecDeque;
 
+use crate::error::FeedError;
 use crate::model::{Finding, Item, Provenance, Reject, SourceInfo, Statement, Transaction};
 use crate::text::sha256_hex;
+
+/// A parser that reads one logical record per [`Parser::step`], queueing
+/// what it found in its [`Out`].
+pub trait Parser {
+    /// Its queue and its "no more input" flag.
+    fn parts(&mut self) -> (&mut Out, &mut bool);
+    /// Reads the next logical record; an error ends the file.
+    fn step(&mut self) -> Result<(), FeedError>;
+}
+
+/// The iterator every parser shares: hand out queued items, read on when the
+/// queue is empty, stop at the end or after a whole-file error.
+pub fn next_item<P: Parser>(p: &mut P) -> Option<Result<Item, FeedError>> {
+    loop {
+        let (out, done) = p.parts();
+        if let Some(item) = out.pop() {
+            return Some(Ok(item));
+        }
+        if *done {
+            return None;
+        }
+        if let Err(e) = p.step() {
+            *p.parts().1 = true;
+            return Some(Err(e));
+        }
+    }
+}
 
 /// Queue of items ready to be handed out, with the source they belong to.
 #[derive(Debug, Default)]

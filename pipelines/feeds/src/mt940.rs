@@ -417,21 +417,20 @@ fn split_tag(line: &str) -> Option<(&str, &str)> {
     ok.then(|| (tag, &rest[end + 1..]))
 }
 
+impl<R: BufRead> crate::emit::Parser for Mt940Reader<R> {
+    fn parts(&mut self) -> (&mut Out, &mut bool) {
+        (&mut self.out, &mut self.done)
+    }
+
+    fn step(&mut self) -> Result<(), FeedError> {
+        Mt940Reader::step(self)
+    }
+}
+
 impl<R: BufRead> Iterator for Mt940Reader<R> {
     type Item = Result<Item, FeedError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.out.pop() {
-                return Some(Ok(item));
-            }
-            if self.done {
-                return None;
-            }
-            if let Err(e) = self.step() {
-                self.done = true;
-                return Some(Err(e));
-            }
-        }
+        crate::emit::next_item(self)
     }
 }
