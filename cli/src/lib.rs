@@ -55,7 +55,7 @@ pub fn migrators() -> Vec<sqlx::migrate::Migrator> {
     let mut synthetic = sqlx::migrate!("./migrations");
     synthetic.create_schema("wf_synthetic");
     synthetic.dangerous_set_table_name("wf_synthetic._migrations");
-    vec![workflow_pg::migrator(), synthetic]
+    vec![workflow_pg::migrator(), synthetic, pipelines::migrator()]
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an

@@ -1,0 +1,1 @@
+//! A seeded business day of feeds (placeholder, filled in below).
