@@ -103,6 +103,11 @@ pub async fn run(cli: Cli, registry: Registry) -> Result<ExitCode> {
         Command::Feed(FeedCommand::Inspect { file, format, profile }) => {
             feed_inspect(&file, &format, profile, json, &mut out)?
         }
+        Command::Feed(FeedCommand::Generate(args)) => crate::etl::feeds_generate(args, json, &mut out)?,
+        Command::Audit(cmd) => return crate::etl::audit(url.as_deref(), cmd, json, &mut out).await,
+        Command::Bench(BenchCommand::Etl(args)) => {
+            return crate::etl::bench(url.as_deref(), args, registry, &mut out).await;
+        }
         Command::Bench(BenchCommand::Engine(args)) => {
             let url = connect::resolve(url.as_deref()).await?;
             crate::bench::engine(&url, args, json, &mut out).await?;

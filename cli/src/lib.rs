@@ -13,6 +13,7 @@
 //! * [`render`]: tables and JSON.         * [`embedded`]: the embedded default database.
 //! * [`connect`]: URLs and pools.         * [`synthetic`]: the built-in `synthetic` workflow.
 //! * [`demo`]: `wf demo`, the main job.        * [`bench`]: `wf bench engine`.
+//! * [`etl`]: `wf feeds generate`, `wf audit`, `wf bench etl`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error; `run start --wait`
 //! exits 3 when the run failed and 4 when it was cancelled.
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod connect;
 pub mod demo;
 pub mod embedded;
+pub mod etl;
 pub mod render;
 pub mod synthetic;
 

@@ -132,10 +132,7 @@ pub async fn verify(pool: &PgPool, date: Option<NaiveDate>) -> Result<Vec<ChainR
     while let Some(StoredLink { link, prev_hash, hash }) = rows.try_next().await? {
         if !reports.last().is_some_and(|r| r.business_date == link.business_date && r.feed == link.feed) {
             let mut r = chain(link.business_date, &link.feed);
-            r.sealed = seals
-                .iter()
-                .find(|s| s.0 == link.business_date && s.1 == link.feed)
-                .map(|s| (s.2, s.3.clone()));
+            r.sealed = seals.iter().find(|s| s.0 == link.business_date && s.1 == link.feed).map(|s| (s.2, s.3.clone()));
             reports.push(r);
         }
         let r = reports.last_mut().expect("pushed above");

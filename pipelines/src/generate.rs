@@ -169,7 +169,14 @@ fn account_of(n: u64) -> usize {
 }
 
 /// Writes one feed's main and re-delivery files, returning its counts.
-fn generate_feed(spec: &GenSpec, records: u64, feed: &str, format: &str, dir: &Path, ext: &str) -> Result<FeedCounts, EtlError> {
+fn generate_feed(
+    spec: &GenSpec,
+    records: u64,
+    feed: &str,
+    format: &str,
+    dir: &Path,
+    ext: &str,
+) -> Result<FeedCounts, EtlError> {
     let open = |name: String| -> Result<(BufWriter<File>, String), EtlError> {
         let path = dir.join(&name);
         Ok((BufWriter::with_capacity(1 << 20, File::create(&path).map_err(|e| EtlError::io(&path, e))?), name))
@@ -207,7 +214,12 @@ fn generate_feed(spec: &GenSpec, records: u64, feed: &str, format: &str, dir: &P
             if dup {
                 let w = match &mut redelivery {
                     Some(w) => w,
-                    None => redelivery.insert(new_writer(format, feed, spec.date, open(format!("{feed}-redelivery.{ext}"))?.0)),
+                    None => redelivery.insert(new_writer(
+                        format,
+                        feed,
+                        spec.date,
+                        open(format!("{feed}-redelivery.{ext}"))?.0,
+                    )),
                 };
                 w.statement(acct, &entries).map_err(|e| EtlError::io(dir, e))?;
             } else {
@@ -261,7 +273,8 @@ pub fn generate(spec: &GenSpec, dir: &Path) -> Result<Manifest, EtlError> {
     std::fs::create_dir_all(dir).map_err(|e| EtlError::io(dir, e))?;
     let per_feed = spec.records / FEEDS.len() as u64;
     let mut feeds = BTreeMap::new();
-    let mut config = String::from("# Feeds of the generated business day.\n[window]\ndays_before = 5\ndays_after = 1\n");
+    let mut config =
+        String::from("# Feeds of the generated business day.\n[window]\ndays_before = 5\ndays_after = 1\n");
     for (k, (feed, format, ext)) in FEEDS.iter().enumerate() {
         let n = per_feed + u64::from((k as u64) < spec.records % FEEDS.len() as u64);
         feeds.insert((*feed).to_owned(), generate_feed(spec, n, feed, format, dir, ext)?);
@@ -272,7 +285,8 @@ pub fn generate(spec: &GenSpec, dir: &Path) -> Result<Manifest, EtlError> {
             config.push_str("profile = \"ledger.profile.toml\"\n");
         }
     }
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| EtlError::io(dir.join(name), e));
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| EtlError::io(dir.join(name), e));
     write("feeds.toml", &config)?;
     write("ledger.profile.toml", LEDGER_PROFILE)?;
     let manifest = Manifest { date: spec.date, seed: spec.seed, feeds };

@@ -8,7 +8,7 @@
 //! * [`transform`]: canonical rows and validation (quarantine).
 //! * [`load`]: warehouse upserts and lineage rows.      * [`report`]: the daily report and seals.
 //! * [`audit`]: the hash chain, `verify` and `trace`.     * [`generate`]: a seeded business day of feeds.
-//! * [`error`]: [`EtlError`].
+//! * [`error`]: the library error, [`EtlError`].
 //!
 //! SQL here touches only the schemas `etl`, `audit` and `warehouse`; the
 //! engine's tables are reached through `workflow_core` only.

@@ -201,8 +201,13 @@ impl Step for Load {
             .await
             .retryable("transactions")?
             .rows_affected();
-        let balances =
-            sqlx::query(BALANCES_SQL).bind(date).bind(feed).execute(&mut *tx).await.retryable("balances")?.rows_affected();
+        let balances = sqlx::query(BALANCES_SQL)
+            .bind(date)
+            .bind(feed)
+            .execute(&mut *tx)
+            .await
+            .retryable("balances")?
+            .rows_affected();
         let lineage = self.lineage(&mut tx, ctx).await?;
         let output = json!({ "warehouse_rows_written": facts, "balances": balances, "lineage_rows": lineage });
         let done = ctx.complete_in(&mut *tx, output).await?;

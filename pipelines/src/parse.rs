@@ -23,6 +23,9 @@ use crate::workflow::Job;
 pub const CHUNK_RECORDS: u64 = 250_000;
 /// Bytes per record assumed when sizing chunks (the smallest formats' size).
 const BYTES_PER_RECORD: u64 = 100;
+/// Environment variable that makes a parse chunk abort the whole process
+/// after writing its rows and before committing them (recovery tests).
+pub const ABORT_IN_PARSE: &str = "WF_ETL_ABORT_IN_PARSE";
 /// Size of one COPY buffer.
 const COPY_BUFFER: usize = 1 << 20;
 
@@ -39,8 +42,7 @@ pub struct Parse {
 impl Step for Parse {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let landed = ctx.upstream(&self.job.step("land"))?;
-        let files: Vec<LandedFile> =
-            serde_json::from_value(landed["files"].clone()).permanent("land output")?;
+        let files: Vec<LandedFile> = serde_json::from_value(landed["files"].clone()).permanent("land output")?;
         let mut children = Vec::new();
         for (i, file) in files.into_iter().enumerate() {
             let chunks = file.bytes.div_ceil(CHUNK_RECORDS * BYTES_PER_RECORD).max(1);
@@ -48,7 +50,12 @@ impl Step for Parse {
                 let last = (c + 1 < chunks).then_some((c + 1) * CHUNK_RECORDS);
                 children.push(ChildStep {
                     name: format!("f{i:03}c{c:03}"),
-                    step: Box::new(ParseChunk { job: self.job.clone(), file: file.clone(), first: c * CHUNK_RECORDS + 1, last }),
+                    step: Box::new(ParseChunk {
+                        job: self.job.clone(),
+                        file: file.clone(),
+                        first: c * CHUNK_RECORDS + 1,
+                        last,
+                    }),
                 });
             }
         }
@@ -200,7 +207,16 @@ impl ParseChunk {
         buf.push_str(prefix);
         field(buf, Some(&identity(tx, occ)));
         let p = &tx.provenance;
-        let _ = write!(buf, "\t{}\t{}\t{}\t{}\t{}\t{}\t", self.file.sha256, p.record, p.line, tx.statement, p.raw_sha256, self.job.feed.kind.as_str());
+        let _ = write!(
+            buf,
+            "\t{}\t{}\t{}\t{}\t{}\t{}\t",
+            self.file.sha256,
+            p.record,
+            p.line,
+            tx.statement,
+            p.raw_sha256,
+            self.job.feed.kind.as_str()
+        );
         field(buf, tx.account.as_deref());
         let _ = write!(buf, "\t\\N\t{}\t{}\t{}\t", dir(tx.direction), tx.amount.minor, tx.amount.currency);
         let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.to_string());
@@ -299,6 +315,11 @@ impl Step for ParseChunk {
         };
         copy.finish().await.retryable("finish COPY")?;
         let staged = self.write_rest(&mut tx, &parsed).await?;
+        if std::env::var_os(ABORT_IN_PARSE).is_some() {
+            // Fault injection for recovery tests: die like a killed worker,
+            // with the chunk's rows written but not committed.
+            std::process::abort();
+        }
         let output = json!({
             "file": self.file.name, "records": parsed.records, "staged": staged, "rejects": parsed.rejects.len(),
         });

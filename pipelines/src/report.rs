@@ -47,7 +47,8 @@ impl Step for Report {
         let mut lines = Vec::new();
         let mut day = Sha256::new();
         for feed in &self.feeds {
-            let failed = ctx.upstream(&format!("{feed}.load")).is_err();
+            // A load that did not succeed has no output (absent or null).
+            let failed = ctx.upstream(&format!("{feed}.load")).map_or(true, |v| v.is_null());
             let (loaded, head): (i64, Option<String>) = sqlx::query_as(
                 "SELECT count(*), (SELECT hash FROM audit.lineage WHERE business_date = $1 AND feed = $2
                                    ORDER BY seq DESC LIMIT 1)

@@ -69,11 +69,24 @@ impl FormatWriter for Mt940 {
         b.statements += 1;
         let d = b.date.format("%y%m%d");
         let o = &mut b.out;
-        writeln!(o, ":20:{}{}\n:25:NL91ABNA04171643{account:02}\n:28C:{}/1", b.feed.to_uppercase(), b.statements, b.statements)?;
+        writeln!(
+            o,
+            ":20:{}{}\n:25:NL91ABNA04171643{account:02}\n:28C:{}/1",
+            b.feed.to_uppercase(),
+            b.statements,
+            b.statements
+        )?;
         writeln!(o, ":60F:C{d}EUR{}", decimal(OPENING, ','))?;
         for e in entries {
             let dc = if e.credit { 'C' } else { 'D' };
-            writeln!(o, ":61:{}{}{dc}{}NTRFNONREF//{}", e.date.format("%y%m%d"), e.date.format("%m%d"), amount(e, ','), e.reference)?;
+            writeln!(
+                o,
+                ":61:{}{}{dc}{}NTRFNONREF//{}",
+                e.date.format("%y%m%d"),
+                e.date.format("%m%d"),
+                amount(e, ','),
+                e.reference
+            )?;
             writeln!(o, ":86:{} {}", e.counterparty, e.description)?;
         }
         writeln!(o, ":62F:C{d}EUR{}\n-", decimal(closing(entries), ','))
@@ -151,7 +164,11 @@ impl FormatWriter for Nacha {
         }
         b.statements += 1;
         let company = format!("12345678{account:02}");
-        writeln!(b.out, "5200{:<16}{:<20}{company}CCDVENDORPAY       {d}   109100001{:07}", "ORIGIN CO", "", b.statements)?;
+        writeln!(
+            b.out,
+            "5200{:<16}{:<20}{company}CCDVENDORPAY       {d}   109100001{:07}",
+            "ORIGIN CO", "", b.statements
+        )?;
         let (mut hash, mut debit, mut credit) = (0u64, 0i64, 0i64);
         for e in entries {
             let code = if e.credit { 22 } else { 27 };
@@ -160,9 +177,18 @@ impl FormatWriter for Nacha {
                 _ => format!("{:010}", e.amount),
             };
             let trace = e.reference.chars().filter(char::is_ascii_digit).collect::<String>();
-            let trace = format!("{}{:0>14}", if e.reference.starts_with('V') { '0' } else { '9' }, &trace[trace.len().saturating_sub(14)..]);
+            let trace = format!(
+                "{}{:0>14}",
+                if e.reference.starts_with('V') { '0' } else { '9' },
+                &trace[trace.len().saturating_sub(14)..]
+            );
             let name: String = e.counterparty.chars().take(22).collect();
-            writeln!(b.out, "6{code}0{ROUTING:07}1{:<17}{amt}{:<15}{name:<22}  0{trace}", "8675309", &e.description[..e.description.len().min(15)])?;
+            writeln!(
+                b.out,
+                "6{code}0{ROUTING:07}1{:<17}{amt}{:<15}{name:<22}  0{trace}",
+                "8675309",
+                &e.description[..e.description.len().min(15)]
+            )?;
             hash += ROUTING;
             if e.credit { credit += e.amount } else { debit += e.amount }
         }
@@ -228,7 +254,14 @@ impl FormatWriter for Bai2 {
                 Flaw::Unparseable => format!("{}X", e.amount),
                 _ => e.amount.to_string(),
             };
-            writeln!(b.out, "16,{code},{amt},V,{},,{},,{} {}/", e.date.format("%y%m%d"), e.reference, e.counterparty, e.description)?;
+            writeln!(
+                b.out,
+                "16,{code},{amt},V,{},,{},,{} {}/",
+                e.date.format("%y%m%d"),
+                e.reference,
+                e.counterparty,
+                e.description
+            )?;
             total += e.amount;
         }
         let n = entries.len() as u64 + 2;

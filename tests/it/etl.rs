@@ -1,0 +1,234 @@
+//! The daily transactions ETL end to end: exact counts on generated days,
+//! re-runs, tampering, a failed feed, a crash inside a parse step, and the
+//! real sample files.
+
+use crate::support::{db_url, migrate, start_run, start_worker, stderr, wait_run, wf};
+use chrono::NaiveDate;
+use pipelines::generate::{GenSpec, Manifest, generate};
+use sqlx::PgPool;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use workflow_core::{RunState, Store};
+use workflow_pg::PgStore;
+
+fn date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+}
+
+/// A fresh landing directory, removed when dropped.
+struct Landing(PathBuf);
+
+impl Landing {
+    fn new(name: &str) -> Landing {
+        let dir = std::env::temp_dir().join(format!("wf-it-etl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Landing(dir)
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn day(dir: &Path, records: u64, seed: u64) -> Manifest {
+    let spec = GenSpec { date: date(), records, malformed_rate: 0.04, duplicate_rate: 0.03, seed };
+    generate(&spec, dir).unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn per_feed(pool: &PgPool, sql: &'static str) -> Vec<(String, i64)> {
+    sqlx::query_as(sql).fetch_all(pool).await.unwrap()
+}
+
+/// Warehouse, rejects and lineage agree with the manifest, exactly.
+async fn assert_counts(pool: &PgPool, m: &Manifest) {
+    let t = m.total();
+    let facts =
+        per_feed(pool, "SELECT source_system, count(*) FROM warehouse.fact_transaction GROUP BY 1 ORDER BY 1").await;
+    let expected: Vec<(String, i64)> = m.feeds.iter().map(|(f, c)| (f.clone(), c.valid as i64)).collect();
+    assert_eq!(facts, expected, "warehouse rows per feed = valid records");
+    let parse = count(pool, "SELECT count(*) FROM etl.rejects WHERE stage = 'parse'").await;
+    let validate = count(pool, "SELECT count(*) FROM etl.rejects WHERE stage = 'validate'").await;
+    assert_eq!((parse, validate), (t.unparseable as i64, t.invalid as i64), "rejects = unparseable + invalid");
+    let no_reason = count(pool, "SELECT count(*) FROM etl.rejects WHERE reason = ''").await;
+    assert_eq!(no_reason, 0);
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM audit.lineage").await,
+        t.valid as i64,
+        "one lineage row per loaded record"
+    );
+    let orphans = count(
+        pool,
+        "SELECT count(*) FROM warehouse.fact_transaction f WHERE NOT EXISTS (SELECT 1 FROM audit.lineage l WHERE l.txn_key = f.txn_key)",
+    )
+    .await;
+    assert_eq!(orphans, 0, "every warehouse row has lineage");
+    let chains = pipelines::audit::verify(pool, Some(date())).await.unwrap();
+    assert_eq!(chains.len(), m.feeds.len());
+    assert!(chains.iter().all(|c| c.broken.is_none() && c.sealed.is_some()), "{chains:?}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn generated_day_loads_exact_counts_and_a_rerun_loads_nothing_twice(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("counts");
+    let m = day(&landing.0, 3_000, 5);
+    let registry = wf_cli::builtin_registry();
+    let (_, run, status) = wf_cli::etl::run_day(&url, &registry, date(), &landing.0, 2).await.unwrap();
+    assert_eq!(status, RunState::Succeeded);
+    assert_counts(&pool, &m).await;
+    let report: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT feed, status, loaded, quarantined FROM etl.daily_report WHERE run_id = $1 ORDER BY feed",
+    )
+    .bind(run.0)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected: Vec<(String, String, i64, i64)> = m
+        .feeds
+        .iter()
+        .map(|(f, c)| (f.clone(), "loaded".into(), c.valid as i64, (c.unparseable + c.invalid) as i64))
+        .collect();
+    assert_eq!(report, expected);
+    let heads = count(&pool, "SELECT count(*) FROM etl.daily_report WHERE audit_head ~ '^[0-9a-f]{64}$'").await;
+    assert_eq!(heads, 5);
+
+    // The same date again, with the same files: nothing new anywhere.
+    let (_, again, status) = wf_cli::etl::run_day(&url, &registry, date(), &landing.0, 2).await.unwrap();
+    assert_eq!(status, RunState::Succeeded);
+    assert_ne!(run, again);
+    assert_counts(&pool, &m).await;
+    let files = count(&pool, "SELECT count(*) FROM etl.landed_files").await;
+    assert_eq!(files, 10, "five main files and five re-deliveries, each landed once");
+    let seals = count(&pool, "SELECT count(*) FROM audit.seals").await;
+    assert_eq!(seals, 5, "an unchanged chain is not sealed twice");
+}
+
+#[sqlx::test(migrations = false)]
+async fn audit_lineage_refuses_changes_and_verify_names_a_tampered_link(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("tamper");
+    day(&landing.0, 1_000, 11);
+    let registry = wf_cli::builtin_registry();
+    let (_, _, status) = wf_cli::etl::run_day(&url, &registry, date(), &landing.0, 1).await.unwrap();
+    assert_eq!(status, RunState::Succeeded);
+    let ok = wf(Some(&url), &["audit", "verify", "--date", "2026-11-24"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    for sql in [
+        "UPDATE audit.lineage SET record = record + 1 WHERE feed = 'camt' AND seq = 7",
+        "DELETE FROM audit.lineage WHERE feed = 'camt' AND seq = 7",
+        "TRUNCATE audit.lineage",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+
+    // A superuser lifts the guard and edits one row, and drops a chain's tail.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "SET session_replication_role = replica;
+         UPDATE audit.lineage SET record = record + 1 WHERE feed = 'camt' AND seq = 7;
+         DELETE FROM audit.lineage WHERE feed = 'swift' AND seq = (SELECT max(seq) FROM audit.lineage WHERE feed = 'swift');
+         SET session_replication_role = origin;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let chains = pipelines::audit::verify(&pool, Some(date())).await.unwrap();
+    let broken: Vec<(&str, &str)> =
+        chains.iter().filter_map(|c| Some((c.feed.as_str(), c.broken.as_deref()?))).collect();
+    assert_eq!(broken.len(), 2, "{broken:?}");
+    assert!(
+        broken[0].0 == "camt" && broken[0].1.contains("camt seq 7") && broken[0].1.contains("altered"),
+        "{broken:?}"
+    );
+    assert!(broken[1].0 == "swift" && broken[1].1.contains("tail missing"), "{broken:?}");
+    let bad = wf(Some(&url), &["audit", "verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("2026-11-24 camt seq 7"), "{}", stderr(&bad));
+}
+
+#[sqlx::test(migrations = false)]
+async fn failed_feed_does_not_block_other_feeds(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("isolation");
+    let m = day(&landing.0, 1_500, 3);
+    std::fs::write(landing.0.join("ach-extra.ach"), "this is not an ACH file at all\n").unwrap();
+    let registry = wf_cli::builtin_registry();
+    let (store, run, status) = wf_cli::etl::run_day(&url, &registry, date(), &landing.0, 2).await.unwrap();
+    assert_eq!(status, RunState::Failed, "a failed branch fails the run");
+    let steps = store.steps_list(run).await.unwrap();
+    let state = |name: &str| steps.iter().find(|s| s.name == name).map(|s| s.status.to_string()).unwrap();
+    assert_eq!(state("report"), "succeeded");
+    assert_eq!(state("ach.load"), "upstream_failed");
+    let report: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT feed, status, loaded FROM etl.daily_report WHERE run_id = $1 ORDER BY feed")
+            .bind(run.0)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (feed, status, loaded) in report {
+        if feed == "ach" {
+            assert_eq!((status.as_str(), loaded), ("failed", 0));
+        } else {
+            assert_eq!((status.as_str(), loaded), ("loaded", m.feeds[&feed].valid as i64), "{feed}");
+        }
+    }
+    let ach = count(&pool, "SELECT count(*) FROM warehouse.fact_transaction WHERE source_system = 'ach'").await;
+    assert_eq!(ach, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn crash_inside_a_parse_step_then_resume_loads_nothing_twice(pool: PgPool) {
+    let url = db_url(&pool).await;
+    migrate(&pool).await;
+    let landing = Landing::new("crash");
+    let m = day(&landing.0, 2_000, 21);
+    let store = PgStore::new(pool.clone());
+    let landing_param = format!("landing={}", landing.0.display());
+    let run = start_run(&store, "daily_transactions", &["date=2026-11-24", &landing_param]).await;
+
+    // A worker process dies inside its first parse chunk, rows written but not committed.
+    let url2 = url.clone();
+    let crashed = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wf"))
+            .args(["worker", "--lease-ttl", "2s", "--concurrency", "1"])
+            .env("DATABASE_URL", &url2)
+            .env(pipelines::parse::ABORT_IN_PARSE, "1")
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), crashed).await.expect("the worker crashed").unwrap();
+    assert!(!out.status.success(), "the worker aborted");
+    let staged = count(&pool, "SELECT count(*) FROM etl.staging").await;
+    assert_eq!(staged, 0, "nothing of the crashed chunk was committed");
+
+    let worker =
+        start_worker(&url, wf_cli::builtin_registry(), crate::support::config(2, Duration::from_secs(2))).await;
+    let status = wait_run(&store, run, Duration::from_secs(120)).await;
+    worker.stop().await;
+    assert_eq!(status, RunState::Succeeded);
+    let retried: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM wf.steps WHERE run_id = $1 AND name LIKE '%.parse/%' AND attempt > 1")
+            .bind(run.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(retried >= 1, "the crashed chunk ran again");
+    assert_counts(&pool, &m).await;
+    let dupes = count(
+        &pool,
+        "SELECT count(*) FROM (SELECT file_sha256, record FROM etl.staging GROUP BY 1, 2 HAVING count(*) > 1) d",
+    )
+    .await;
+    assert_eq!(dupes, 0);
+}
