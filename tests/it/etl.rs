@@ -232,3 +232,122 @@ async fn crash_inside_a_parse_step_then_resume_loads_nothing_twice(pool: PgPool)
     .await;
     assert_eq!(dupes, 0);
 }
+
+/// Copies the sample files of `format` whose names pass `keep` into the
+/// landing directory as `<prefix>-<name>`.
+fn land_samples(dir: &Path, format: &str, prefix: &str, keep: impl Fn(&str) -> bool) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/feeds/tests/fixtures").join(format);
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name != "SOURCES.md" && keep(&name) {
+            std::fs::copy(&path, dir.join(format!("{prefix}-{name}"))).unwrap();
+        }
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn real_samples_reach_the_warehouse_or_quarantine_with_a_reason(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("samples");
+    let dir = &landing.0;
+    land_samples(dir, "mt940", "mt940", |n| !n.ends_with(".mt942") && n != "invalid_statement.sta");
+    land_samples(dir, "mt940", "mt942", |n| n.ends_with(".mt942"));
+    land_samples(dir, "mt940", "bad", |n| n == "invalid_statement.sta");
+    land_samples(dir, "camt", "camt053", |n| n.starts_with("camt053"));
+    land_samples(dir, "camt", "camt05x", |n| !n.starts_with("camt053"));
+    land_samples(dir, "nacha", "ach", |_| true);
+    land_samples(dir, "bai2", "bai2", |_| true);
+    land_samples(dir, "csv", "csv", |_| true);
+    // The samples span 2007-2024: a wide window lets each keep its own dates.
+    let mut config = String::from("[window]\ndays_before = 9000\ndays_after = 30\n");
+    let feed = |name: &str, format: &str, pattern: &str, kind: &str| {
+        format!("\n[[feed]]\nname = \"{name}\"\nformat = \"{format}\"\npattern = \"{pattern}\"\nkind = \"{kind}\"\n")
+    };
+    config += &feed("swift", "mt940", "mt940-*", "end_of_day");
+    config += &feed("swift_intraday", "mt940", "mt942-*", "intraday");
+    config += &feed("swift_bad", "mt940", "bad-*", "end_of_day");
+    config += &feed("camt", "camt", "camt053-*", "end_of_day");
+    config += &feed("camt_intraday", "camt", "camt05x-*", "intraday");
+    config += &feed("ach", "nacha", "ach-*", "end_of_day");
+    config += &feed("bai2", "bai2", "bai2-*", "end_of_day");
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/feeds/profiles");
+    for p in ["capitalone", "mint", "n26-fr", "schwab-checking", "sparkasse", "stripe-all"] {
+        config += &feed(&format!("csv_{p}"), "csv", &format!("csv-{p}.csv"), "end_of_day");
+        config += &format!("profile = \"{}\"\n", profiles.join(format!("{p}.toml")).display());
+    }
+    std::fs::write(dir.join("feeds.toml"), &config).unwrap();
+    let cfg = pipelines::config::FeedsConfig::load(&dir.join("feeds.toml")).unwrap();
+
+    let registry = wf_cli::builtin_registry();
+    let (_, run, status) = wf_cli::etl::run_day(&url, &registry, date(), dir, 2).await.unwrap();
+    assert_eq!(status, RunState::Failed, "swift_bad holds a file that is not MT940 at all");
+    let report: Vec<(String, String)> =
+        sqlx::query_as("SELECT feed, status FROM etl.daily_report WHERE run_id = $1 ORDER BY feed")
+            .bind(run.0)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(report.len(), cfg.feeds.len());
+    for (feed, status) in &report {
+        assert_eq!(status, if feed == "swift_bad" { "failed" } else { "loaded" }, "{feed}");
+    }
+
+    // Every readable transaction of every sample is staged under its identity,
+    // every unreadable one is a parse reject of its file.
+    let mut transactions = 0;
+    for spec in cfg.feeds.iter().filter(|f| f.name != "swift_bad") {
+        for path in pipelines::land::feed_files(dir, &spec.pattern).unwrap() {
+            let sha = pipelines::feeds::file_sha256(&path).unwrap();
+            let mut occurrences = std::collections::HashMap::new();
+            let mut rejects = 0i64;
+            for item in pipelines::feeds::open(&path, Some(spec.format), spec.profile.as_ref()).unwrap() {
+                match item.unwrap() {
+                    pipelines::feeds::Item::Transaction(tx) => {
+                        let occ = occurrences.entry(tx.provenance.raw_sha256.clone()).or_insert(0u32);
+                        *occ += 1;
+                        let occ = if tx.reference.as_deref().is_some_and(|r| !r.trim().is_empty()) { 0 } else { *occ };
+                        let id = pipelines::parse::identity(&tx, occ);
+                        let staged: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM etl.staging WHERE business_date = $1 AND feed = $2 AND identity = $3",
+                        )
+                        .bind(date())
+                        .bind(&spec.name)
+                        .bind(&id)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                        assert_eq!(staged, 1, "{} {id}", path.display());
+                        transactions += 1;
+                    }
+                    pipelines::feeds::Item::Reject(_) => rejects += 1,
+                    _ => {}
+                }
+            }
+            let stored: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM etl.rejects WHERE file_sha256 = $1 AND stage = 'parse'")
+                    .bind(&sha)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(stored, rejects, "{}", path.display());
+        }
+    }
+    assert!(transactions > 250, "{transactions}");
+    // ... and every staged record was loaded (with lineage and a warehouse
+    // row) or quarantined by validation with a reason.
+    let neither = count(
+        &pool,
+        "SELECT count(*) FROM etl.staging s
+         WHERE NOT EXISTS (SELECT 1 FROM audit.lineage l JOIN warehouse.fact_transaction f USING (txn_key)
+                           WHERE l.business_date = s.business_date AND l.feed = s.feed AND l.identity = s.identity)
+           AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.file_sha256 = s.file_sha256 AND r.record = s.record
+                           AND r.stage = 'validate' AND r.subject = 'record' AND r.reason <> '')",
+    )
+    .await;
+    assert_eq!(neither, 0);
+    let loaded = count(&pool, "SELECT count(DISTINCT source_system) FROM warehouse.fact_transaction").await;
+    assert!(loaded >= 10, "most sample feeds reach the warehouse: {loaded}");
+    let chains = pipelines::audit::verify(&pool, None).await.unwrap();
+    assert!(chains.iter().all(|c| c.broken.is_none()), "{chains:?}");
+}
