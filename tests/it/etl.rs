@@ -351,3 +351,44 @@ async fn real_samples_reach_the_warehouse_or_quarantine_with_a_reason(pool: PgPo
     let chains = pipelines::audit::verify(&pool, None).await.unwrap();
     assert!(chains.iter().all(|c| c.broken.is_none()), "{chains:?}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn intraday_report_never_double_counts_the_end_of_day_statement(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("intraday");
+    let dir = &landing.0;
+    let m = day(dir, 1_000, 8);
+    // An MT942 carrying three transactions the end-of-day MT940 also carries.
+    let eod = std::fs::read_to_string(dir.join("swift.sta")).unwrap();
+    let lines: Vec<&str> = eod.lines().collect();
+    let account = lines.iter().find(|l| l.starts_with(":25:")).unwrap();
+    let mut body = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if l.starts_with(":61:") && l.contains("//V") && body.len() < 6 {
+            body.push(l.to_string());
+            body.push(lines[i + 1].to_string());
+        }
+    }
+    let mt942 = format!(":20:INTRA1\n{account}\n:28C:1/1\n:34F:EURC0,\n:13D:2611241200+0100\n{}\n-\n", body.join("\n"));
+    std::fs::write(dir.join("intraday-1.mt942"), mt942).unwrap();
+    let mut config = std::fs::read_to_string(dir.join("feeds.toml")).unwrap();
+    config +=
+        "\n[[feed]]\nname = \"swift_intraday\"\nformat = \"mt940\"\npattern = \"intraday-*\"\nkind = \"intraday\"\n";
+    std::fs::write(dir.join("feeds.toml"), config).unwrap();
+
+    let registry = wf_cli::builtin_registry();
+    let (_, _, status) = wf_cli::etl::run_day(&url, &registry, date(), dir, 2).await.unwrap();
+    assert_eq!(status, RunState::Succeeded);
+    let facts = count(&pool, "SELECT count(*) FROM warehouse.fact_transaction").await;
+    assert_eq!(facts, m.total().valid as i64, "no transaction counted twice");
+    let intraday =
+        count(&pool, "SELECT count(*) FROM warehouse.fact_transaction WHERE source_system = 'swift_intraday'").await;
+    assert_eq!(intraday, 0, "the end-of-day statement is the book of record");
+    let shared = count(
+        &pool,
+        "SELECT count(*) FROM audit.lineage l JOIN warehouse.fact_transaction f USING (txn_key)
+         WHERE l.feed = 'swift_intraday' AND f.source_system = 'swift'",
+    )
+    .await;
+    assert_eq!(shared, 3, "both source records keep their lineage, pointing at the one warehouse row");
+}
