@@ -24,6 +24,8 @@ pub fn init_logging(cli: &Cli) {
         Command::Worker(_) => "info",
         // The demo shows progress and a summary; retried failures are part of the show.
         Command::Demo(_) => "error",
+        // Bulk ETL statements routinely exceed sqlx's slow-statement threshold.
+        Command::Bench(BenchCommand::Etl(_)) => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());

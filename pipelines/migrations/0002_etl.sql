@@ -55,7 +55,7 @@ CREATE TABLE etl.statements (
 );
 
 -- Canonical rows made by transform from staging, stamped with the
--- transform version; valid is set by validate.
+-- transform version. Rows with a validate reject are not loaded.
 CREATE TABLE etl.canonical (
     business_date     date NOT NULL,
     feed              text NOT NULL,
@@ -63,7 +63,6 @@ CREATE TABLE etl.canonical (
     transform_version integer NOT NULL,
     txn_key           bytea NOT NULL CHECK (octet_length(txn_key) = 32),
     canonical_sha256  text NOT NULL,
-    valid             boolean,
     PRIMARY KEY (business_date, feed, identity),
     FOREIGN KEY (business_date, feed, identity) REFERENCES etl.staging
 );
@@ -81,11 +80,13 @@ CREATE TABLE etl.rejects (
     -- 'record': record is the record ordinal; 'statement': a failed
     -- statement check, record is the statement's index in the file.
     subject       text NOT NULL DEFAULT 'record' CHECK (subject IN ('record', 'statement')),
+    -- The staging identity of a record that failed validation.
+    identity      text,
     reason        text NOT NULL,
     rejected_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (file_sha256, stage, subject, record)
 );
-CREATE INDEX rejects_date_feed ON etl.rejects (business_date, feed);
+CREATE INDEX rejects_date_feed_identity ON etl.rejects (business_date, feed, identity);
 
 -- The final report, one row per run and feed.
 CREATE TABLE etl.daily_report (

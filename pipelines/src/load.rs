@@ -32,7 +32,8 @@ const ACCOUNTS_SQL: &str = "
 INSERT INTO warehouse.dim_account (account_id, bank_id, first_seen)
 SELECT DISTINCT coalesce(s.account, s.feed || ':unknown'), NULL::text, $1::date
 FROM etl.canonical c JOIN etl.staging s USING (business_date, feed, identity)
-WHERE c.business_date = $1 AND c.feed = $2 AND c.valid
+WHERE c.business_date = $1 AND c.feed = $2
+  AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.business_date = $1 AND r.feed = $2 AND r.identity = c.identity)
 ON CONFLICT (account_id) DO NOTHING";
 
 const FACTS_SQL: &str = "
@@ -43,7 +44,8 @@ SELECT DISTINCT ON (c.txn_key) c.txn_key, c.business_date, c.feed, a.account_key
        s.description
 FROM etl.canonical c JOIN etl.staging s USING (business_date, feed, identity)
 JOIN warehouse.dim_account a ON a.account_id = coalesce(s.account, s.feed || ':unknown')
-WHERE c.business_date = $1 AND c.feed = $2 AND c.valid
+WHERE c.business_date = $1 AND c.feed = $2
+  AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.business_date = $1 AND r.feed = $2 AND r.identity = c.identity)
 ORDER BY c.txn_key, s.file_sha256, s.record
 ON CONFLICT (txn_key) DO UPDATE SET source_system = excluded.source_system, business_date = excluded.business_date,
     account_key = excluded.account_key, booked_at = excluded.booked_at, value_date = excluded.value_date,
@@ -68,7 +70,8 @@ CREATE TEMP TABLE pending ON COMMIT DROP AS
 SELECT row_number() OVER (ORDER BY s.file_sha256, s.record, s.identity) AS n,
        s.identity, s.file_sha256, s.record, s.line, s.raw_sha256, c.canonical_sha256, c.txn_key, c.transform_version
 FROM etl.canonical c JOIN etl.staging s USING (business_date, feed, identity)
-WHERE c.business_date = $1 AND c.feed = $2 AND c.valid
+WHERE c.business_date = $1 AND c.feed = $2
+  AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.business_date = $1 AND r.feed = $2 AND r.identity = c.identity)
   AND NOT EXISTS (SELECT 1 FROM audit.lineage l
                   WHERE l.business_date = $1 AND l.feed = $2 AND l.identity = c.identity)";
 
@@ -101,6 +104,7 @@ impl Load {
     async fn lineage(&self, conn: &mut PgConnection, ctx: &StepContext) -> Result<i64, StepError> {
         let (date, feed) = (self.job.date, &self.job.feed.name);
         sqlx::query(PENDING_SQL).bind(date).bind(feed).execute(&mut *conn).await.retryable("pending rows")?;
+        sqlx::query("CREATE INDEX ON pending (n)").execute(&mut *conn).await.retryable("index pending rows")?;
         let head: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM audit.lineage WHERE business_date = $1 AND feed = $2 ORDER BY seq DESC LIMIT 1",
         )

@@ -21,8 +21,18 @@ use crate::workflow::Job;
 
 /// Records per chunk, about.
 pub const CHUNK_RECORDS: u64 = 250_000;
-/// Bytes per record assumed when sizing chunks (the smallest formats' size).
-const BYTES_PER_RECORD: u64 = 100;
+/// Bytes per record ordinal assumed when sizing chunks (typical of each
+/// format: MT940 counts each tag field, camt each `Ntry`, NACHA each
+/// 94-character record).
+fn bytes_per_record(format: feeds::Format) -> u64 {
+    match format {
+        feeds::Format::Mt940 => 40,
+        feeds::Format::Camt => 330,
+        feeds::Format::Nacha => 95,
+        feeds::Format::Bai2 => 65,
+        feeds::Format::Csv => 80,
+    }
+}
 /// Environment variable that makes a parse chunk abort the whole process
 /// after writing its rows and before committing them (recovery tests).
 pub const ABORT_IN_PARSE: &str = "WF_ETL_ABORT_IN_PARSE";
@@ -45,7 +55,7 @@ impl Step for Parse {
         let files: Vec<LandedFile> = serde_json::from_value(landed["files"].clone()).permanent("land output")?;
         let mut children = Vec::new();
         for (i, file) in files.into_iter().enumerate() {
-            let chunks = file.bytes.div_ceil(CHUNK_RECORDS * BYTES_PER_RECORD).max(1);
+            let chunks = file.bytes.div_ceil(CHUNK_RECORDS * bytes_per_record(self.job.feed.format)).max(1);
             for c in 0..chunks {
                 let last = (c + 1 < chunks).then_some((c + 1) * CHUNK_RECORDS);
                 children.push(ChildStep {

@@ -2,8 +2,9 @@
 //! business date. Transform makes canonical rows from staging (warehouse
 //! key, canonical hash, transform version); validate checks currency,
 //! amount, dates and statement balances, and quarantines failures in
-//! `etl.rejects` (stage `validate`) with their reason. Both only touch rows
-//! not yet done, so re-running them changes nothing.
+//! `etl.rejects` (stage `validate`) with their reason and identity; load
+//! skips those identities. Both insert with `ON CONFLICT DO NOTHING`, so
+//! re-running them changes nothing.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -79,7 +80,9 @@ pub fn iso_currencies() -> &'static [String] {
 }
 
 const CHECK_SQL: &str = "
-CREATE TEMP TABLE checked ON COMMIT DROP AS
+INSERT INTO etl.rejects (business_date, feed, file_sha256, file_name, record, line, stage, identity, reason)
+SELECT $1, $2, k.file_sha256, f.name, k.record, k.line, 'validate', k.identity, k.reason
+FROM (
 SELECT c.identity, s.file_sha256, s.record, s.line,
        CASE WHEN NOT (s.currency = ANY($3)) THEN 'currency ' || s.currency || ' is not ISO 4217'
             WHEN s.amount_minor = 0 THEN 'amount is zero'
@@ -91,23 +94,27 @@ SELECT c.identity, s.file_sha256, s.record, s.line,
                 THEN 'booking date ' || s.booking_date || ' outside the business window ' || $4 || '..' || $5
        END AS reason
 FROM etl.canonical c JOIN etl.staging s USING (business_date, feed, identity)
-WHERE c.business_date = $1 AND c.feed = $2 AND c.valid IS NULL";
+WHERE c.business_date = $1 AND c.feed = $2
+) k JOIN etl.landed_files f ON f.sha256 = k.file_sha256
+WHERE k.reason IS NOT NULL
+ON CONFLICT DO NOTHING";
 
 /// Statements whose entries were all staged but whose opening balance plus
 /// entries is not the closing balance. Statements with unreadable entries
 /// cannot be checked (the parse rejects say why).
 const BALANCE_SQL: &str = "
+WITH sums AS (
+    SELECT file_sha256, statement, count(*) AS n,
+           sum(CASE direction WHEN 'C' THEN amount_minor ELSE -amount_minor END) AS sum_minor
+    FROM etl.staging WHERE business_date = $1 AND feed = $2
+    GROUP BY file_sha256, statement
+)
 INSERT INTO etl.rejects (business_date, feed, file_sha256, file_name, record, line, stage, subject, reason)
 SELECT st.business_date, st.feed, st.file_sha256, f.name, st.statement, 0, 'validate', 'statement',
-       format('statement %s: opening %s + entries %s <> closing %s', st.statement, st.opening_minor, sum_minor, st.closing_minor)
+       format('statement %s: opening %s + entries %s <> closing %s', st.statement, st.opening_minor, t.sum_minor, st.closing_minor)
 FROM etl.statements st
 JOIN etl.landed_files f ON f.sha256 = st.file_sha256
-JOIN LATERAL (
-    SELECT count(*) AS n, coalesce(sum(CASE direction WHEN 'C' THEN amount_minor ELSE -amount_minor END), 0) AS sum_minor
-    FROM etl.staging s
-    WHERE s.business_date = st.business_date AND s.feed = st.feed AND s.file_sha256 = st.file_sha256
-      AND s.statement = st.statement
-) t ON true
+JOIN sums t ON t.file_sha256 = st.file_sha256 AND t.statement = st.statement
 WHERE st.business_date = $1 AND st.feed = $2 AND st.opening_minor IS NOT NULL AND st.closing_minor IS NOT NULL
   AND t.n = st.entries AND st.opening_minor + t.sum_minor <> st.closing_minor
 ON CONFLICT DO NOTHING";
@@ -119,7 +126,7 @@ impl Step for Validate {
         let pool = ctx.resource::<PgPool>()?;
         let (lo, hi) = self.job.window.bounds(self.job.date);
         let mut tx = pool.begin().await.retryable("begin")?;
-        sqlx::query(CHECK_SQL)
+        let quarantined = sqlx::query(CHECK_SQL)
             .bind(self.job.date)
             .bind(&self.job.feed.name)
             .bind(iso_currencies())
@@ -127,29 +134,8 @@ impl Step for Validate {
             .bind(hi)
             .execute(&mut *tx)
             .await
-            .retryable("validate")?;
-        let quarantined = sqlx::query(
-            "INSERT INTO etl.rejects (business_date, feed, file_sha256, file_name, record, line, stage, reason)
-             SELECT $1, $2, k.file_sha256, f.name, k.record, k.line, 'validate', k.reason
-             FROM checked k JOIN etl.landed_files f ON f.sha256 = k.file_sha256
-             WHERE k.reason IS NOT NULL ON CONFLICT DO NOTHING",
-        )
-        .bind(self.job.date)
-        .bind(&self.job.feed.name)
-        .execute(&mut *tx)
-        .await
-        .retryable("quarantine")?
-        .rows_affected();
-        let checked = sqlx::query(
-            "UPDATE etl.canonical c SET valid = (k.reason IS NULL) FROM checked k
-             WHERE c.business_date = $1 AND c.feed = $2 AND c.identity = k.identity",
-        )
-        .bind(self.job.date)
-        .bind(&self.job.feed.name)
-        .execute(&mut *tx)
-        .await
-        .retryable("mark valid")?
-        .rows_affected();
+            .retryable("validate")?
+            .rows_affected();
         let statements = sqlx::query(BALANCE_SQL)
             .bind(self.job.date)
             .bind(&self.job.feed.name)
@@ -157,7 +143,7 @@ impl Step for Validate {
             .await
             .retryable("balance checks")?
             .rows_affected();
-        let output = json!({ "checked": checked, "quarantined": quarantined, "statement_failures": statements });
+        let output = json!({ "quarantined": quarantined, "statement_failures": statements });
         let done = ctx.complete_in(&mut *tx, output).await?;
         tx.commit().await.retryable("commit")?;
         Ok(done)
