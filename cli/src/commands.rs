@@ -25,7 +25,7 @@ pub fn init_logging(cli: &Cli) {
         // The demo shows progress and a summary; retried failures are part of the show.
         Command::Demo(_) => "error",
         // Bulk ETL statements routinely exceed sqlx's slow-statement threshold.
-        Command::Bench(BenchCommand::Etl(_)) => "error",
+        Command::Bench(BenchCommand::Etl(_)) | Command::Audit(_) => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());

@@ -15,11 +15,14 @@ CREATE TABLE etl.landed_files (
 
 -- One row per readable source record, keyed by its identity within the
 -- business date and feed: the format's reference, or raw hash + occurrence.
+-- No foreign keys on the bulk tables (staging, canonical): their rows are
+-- only ever made from a landed file or a staging row, and a per-row
+-- referential trigger on millions of rows a night costs more than it guards.
 CREATE TABLE etl.staging (
     business_date date NOT NULL,
     feed          text NOT NULL,
     identity      text NOT NULL,
-    file_sha256   text NOT NULL REFERENCES etl.landed_files (sha256),
+    file_sha256   text NOT NULL,
     record        bigint NOT NULL,
     line          bigint NOT NULL,
     statement     integer NOT NULL,
@@ -63,8 +66,7 @@ CREATE TABLE etl.canonical (
     transform_version integer NOT NULL,
     txn_key           bytea NOT NULL CHECK (octet_length(txn_key) = 32),
     canonical_sha256  text NOT NULL,
-    PRIMARY KEY (business_date, feed, identity),
-    FOREIGN KEY (business_date, feed, identity) REFERENCES etl.staging
+    PRIMARY KEY (business_date, feed, identity)
 );
 
 -- Quarantine: records that could not be read (parse) or failed a check

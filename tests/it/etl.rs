@@ -392,3 +392,27 @@ async fn intraday_report_never_double_counts_the_end_of_day_statement(pool: PgPo
     .await;
     assert_eq!(shared, 3, "both source records keep their lineage, pointing at the one warehouse row");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_statement_that_does_not_balance_is_quarantined_with_its_reason(pool: PgPool) {
+    let url = db_url(&pool).await;
+    let landing = Landing::new("balance");
+    let spec = GenSpec { date: date(), records: 500, malformed_rate: 0.0, duplicate_rate: 0.0, seed: 2 };
+    let m = generate(&spec, &landing.0).unwrap();
+    let path = landing.0.join("swift.sta");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(":60F:C261124EUR10000000,00", ":60F:C261124EUR10000000,01", 1)).unwrap();
+    let registry = wf_cli::builtin_registry();
+    let (_, _, status) = wf_cli::etl::run_day(&url, &registry, date(), &landing.0, 1).await.unwrap();
+    assert_eq!(status, RunState::Succeeded);
+    let flagged: Vec<(String, String)> =
+        sqlx::query_as("SELECT feed, reason FROM etl.rejects WHERE subject = 'statement' AND stage = 'validate'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(flagged[0].0, "swift");
+    assert!(flagged[0].1.contains("opening 1000000001"), "{}", flagged[0].1);
+    let facts = count(&pool, "SELECT count(*) FROM warehouse.fact_transaction").await;
+    assert_eq!(facts, m.total().valid as i64, "the entries themselves are valid and loaded");
+}
