@@ -164,29 +164,39 @@ pub async fn audit(url: Option<&str>, cmd: AuditCommand, json: bool, out: &mut d
                 "currency",
                 "reference",
             ] {
-                writeln!(out, "  {k:<14} {}", w[k])?;
+                writeln!(out, "  {k:<14} {}", plain(&w[k]))?;
             }
             for l in &t.lineage {
+                let f = |k: &str| plain(&l[k]);
+                writeln!(out, "<- {} {} seq {}", f("business_date"), f("feed"), f("seq"))?;
                 writeln!(
                     out,
-                    "<- {} {} seq {}: file {} ({}) record {} line {}, raw {}, canonical {}, run {} step {} attempt {}, transform v{}",
-                    l["business_date"],
-                    l["feed"],
-                    l["seq"],
-                    l["file_name"],
-                    l["file_sha256"],
-                    l["record"],
-                    l["line"],
-                    l["raw_sha256"],
-                    l["canonical_sha256"],
-                    l["run_id"],
-                    l["step"],
-                    l["attempt"],
-                    l["transform_version"]
+                    "   file {} ({}) record {} line {}",
+                    f("file_name"),
+                    f("file_sha256"),
+                    f("record"),
+                    f("line")
+                )?;
+                writeln!(out, "   raw {} canonical {}", f("raw_sha256"), f("canonical_sha256"))?;
+                writeln!(
+                    out,
+                    "   run {} step {} attempt {} transform v{}",
+                    f("run_id"),
+                    f("step"),
+                    f("attempt"),
+                    f("transform_version")
                 )?;
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A JSON value as plain text (strings without their quotes).
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
