@@ -57,8 +57,11 @@ pub enum Command {
     /// Run the main job end to end on the embedded (or given) database.
     Demo(DemoArgs),
     /// Upstream feed files.
-    #[command(subcommand)]
+    #[command(subcommand, alias = "feeds")]
     Feed(FeedCommand),
+    /// The ETL's audit lineage.
+    #[command(subcommand)]
+    Audit(crate::etl::AuditCommand),
     /// Benchmarks, printed as a table next to a baseline measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -78,6 +81,8 @@ pub enum FeedCommand {
         #[arg(long)]
         profile: Option<std::path::PathBuf>,
     },
+    /// Write a seeded business day of feeds in all five formats, with manifest.json.
+    Generate(crate::etl::GenerateArgs),
 }
 
 /// `wf bench ...`.
@@ -85,6 +90,8 @@ pub enum FeedCommand {
 pub enum BenchCommand {
     /// The durable path: throughput, scale, pickup latency, recovery.
     Engine(crate::bench::EngineArgs),
+    /// The daily transactions ETL on a generated day, against a raw COPY baseline.
+    Etl(crate::etl::BenchEtlArgs),
 }
 
 /// `wf worker`.
@@ -246,9 +253,15 @@ pub enum DbCommand {
 /// `wf demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Work steps in the demo run.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Run the synthetic fan-out workflow instead of the daily transactions ETL.
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Work steps in the synthetic demo run.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=10_000), requires = "synthetic")]
     pub steps: u64,
+    /// Records in the ETL demo's generated business day.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(5..=10_000_000), conflicts_with = "synthetic")]
+    pub records: u64,
     /// In-process workers.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub workers: u32,

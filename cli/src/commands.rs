@@ -24,6 +24,8 @@ pub fn init_logging(cli: &Cli) {
         Command::Worker(_) => "info",
         // The demo shows progress and a summary; retried failures are part of the show.
         Command::Demo(_) => "error",
+        // Bulk ETL statements routinely exceed sqlx's slow-statement threshold.
+        Command::Bench(BenchCommand::Etl(_)) | Command::Audit(_) => "error",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
@@ -102,6 +104,11 @@ pub async fn run(cli: Cli, registry: Registry) -> Result<ExitCode> {
         Command::Demo(args) => return crate::demo::run(url.as_deref(), args, registry, &mut out).await,
         Command::Feed(FeedCommand::Inspect { file, format, profile }) => {
             feed_inspect(&file, &format, profile, json, &mut out)?
+        }
+        Command::Feed(FeedCommand::Generate(args)) => crate::etl::feeds_generate(args, json, &mut out)?,
+        Command::Audit(cmd) => return crate::etl::audit(url.as_deref(), cmd, json, &mut out).await,
+        Command::Bench(BenchCommand::Etl(args)) => {
+            return crate::etl::bench(url.as_deref(), args, registry, &mut out).await;
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             let url = connect::resolve(url.as_deref()).await?;

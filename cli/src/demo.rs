@@ -1,6 +1,7 @@
-//! `wf demo`, the main job: migrate, start a run, execute it with
-//! in-process workers while showing progress, then print the run's step
-//! table and the commands to explore it further.
+//! `wf demo`, the main job: generate a small business day of feeds and run
+//! `daily_transactions` on it with in-process workers, then print the run's
+//! step table, the daily report and the commands to explore it further.
+//! `--synthetic` runs the synthetic fan-out instead, showing progress.
 
 use crate::args::DemoArgs;
 use crate::commands::{os_user, signals};
@@ -33,6 +34,9 @@ pub fn demo_params(steps: u64) -> Params {
 
 /// Runs the demo; each invocation is a new run.
 pub async fn run(url: Option<&str>, args: DemoArgs, registry: Registry, out: &mut dyn Write) -> Result<ExitCode> {
+    if !args.synthetic {
+        return etl(url, args, registry, out).await;
+    }
     let url = connect::resolve(url).await?;
     let pool = connect::one_shot(&url).await?;
     for m in crate::migrators() {
@@ -94,5 +98,44 @@ pub async fn run(url: Option<&str>, args: DemoArgs, registry: Registry, out: &mu
     writeln!(out, "  wf run history {run}")?;
     writeln!(out, "  wf run history {run} --step split")?;
     writeln!(out, "  psql \"$(wf db url)\" -c \"SELECT * FROM wf.run_status WHERE id = '{run}'\"")?;
+    Ok(if status == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The ETL demo: a generated business day through `daily_transactions`.
+async fn etl(url: Option<&str>, args: DemoArgs, registry: Registry, out: &mut dyn Write) -> Result<ExitCode> {
+    let url = connect::resolve(url).await?;
+    let date = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%f");
+    let landing = std::env::temp_dir().join(format!("wf-demo-{stamp}-{}", std::process::id())).join(date.to_string());
+    let spec = pipelines::generate::GenSpec {
+        date,
+        records: args.records,
+        malformed_rate: 0.02,
+        duplicate_rate: 0.02,
+        seed: 1,
+    };
+    let manifest = pipelines::generate::generate(&spec, &landing)?;
+    let t = manifest.total();
+    writeln!(
+        out,
+        "generated {date} in {}: {} records ({} valid, {} unparseable, {} invalid, {} duplicates) in 5 feeds",
+        landing.display(),
+        t.records,
+        t.valid,
+        t.unparseable,
+        t.invalid,
+        t.duplicates
+    )?;
+    let (store, run, status) = crate::etl::run_day(&url, &registry, date, &landing, args.workers).await?;
+    let info = store.run_get(run).await?;
+    let steps = store.steps_list(run).await?;
+    render::run_show(out, &info, &steps, &[], chrono::Utc::now(), false)?;
+    let pool = connect::one_shot(&url).await?;
+    crate::etl::print_report(&pool, run, out).await?;
+    writeln!(out, "\nExplore it:")?;
+    writeln!(out, "  wf run show {run}")?;
+    writeln!(out, "  wf run history {run} --step report")?;
+    writeln!(out, "  wf audit verify --date {date}")?;
+    writeln!(out, "  psql \"$(wf db url)\" -c \"SELECT * FROM etl.daily_report WHERE run_id = '{run}'\"")?;
     Ok(if status == RunState::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -13,6 +13,7 @@
 //! * [`render`]: tables and JSON.         * [`embedded`]: the embedded default database.
 //! * [`connect`]: URLs and pools.         * [`synthetic`]: the built-in `synthetic` workflow.
 //! * [`demo`]: `wf demo`, the main job.        * [`bench`]: `wf bench engine`.
+//! * [`etl`]: `wf feeds generate`, `wf audit`, `wf bench etl`.
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error; `run start --wait`
 //! exits 3 when the run failed and 4 when it was cancelled.
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod connect;
 pub mod demo;
 pub mod embedded;
+pub mod etl;
 pub mod render;
 pub mod synthetic;
 
@@ -55,7 +57,7 @@ pub fn migrators() -> Vec<sqlx::migrate::Migrator> {
     let mut synthetic = sqlx::migrate!("./migrations");
     synthetic.create_schema("wf_synthetic");
     synthetic.dangerous_set_table_name("wf_synthetic._migrations");
-    vec![workflow_pg::migrator(), synthetic]
+    vec![workflow_pg::migrator(), synthetic, pipelines::migrator()]
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an

@@ -1,14 +1,48 @@
-//! The daily transactions ETL (being built): per-feed branches that land,
-//! parse, transform, validate and load upstream bank files into the
-//! reporting warehouse, with a per-record audit lineage.
+//! The daily transactions ETL: per-feed branches that land, parse,
+//! transform, validate and load upstream bank files into the reporting
+//! warehouse, with a hash-chained, append-only audit lineage per record.
 //!
-//! [`feeds`] holds the upstream file parsers. Until the ETL's workflows
-//! land, [`registry`] registers nothing.
+//! * [`config`]: the feeds config (TOML) and the business window.
+//! * [`workflow`]: the `daily_transactions` workflow and its parameters.
+//! * [`land`], [`parse`]: landing files by sha256; parsing in chunks into staging.
+//! * [`transform`]: canonical rows and validation (quarantine).
+//! * [`load`]: warehouse upserts and lineage rows.      * [`report`]: the daily report and seals.
+//! * [`audit`]: the hash chain, `verify` and `trace`.     * [`generate`]: a seeded business day of feeds.
+//! * [`error`]: the library error, [`EtlError`].
+//!
+//! SQL here touches only the schemas `etl`, `audit` and `warehouse`; the
+//! engine's tables are reached through `workflow_core` only.
 
+pub mod audit;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod land;
+pub mod load;
+pub mod parse;
+pub mod report;
+pub mod transform;
+pub mod workflow;
+
+pub use error::EtlError;
 pub use feeds;
 use workflow_core::Registry;
 
 /// The step types and workflows of the ETL.
 pub fn registry() -> Registry {
-    Registry::new()
+    Registry::new().step_types(workflow::STEP_TYPES.iter().copied()).workflow(
+        "daily_transactions",
+        "per-feed land -> parse -> transform -> validate -> load into the warehouse, with audit lineage and a report",
+        workflow::PARAMS,
+        workflow::build,
+    )
+}
+
+/// The ETL's migrations (warehouse schema as delivered, then `etl` and
+/// `audit`), recorded in their own history table `etl._migrations`.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut m = sqlx::migrate!("./migrations");
+    m.create_schema("etl");
+    m.dangerous_set_table_name("etl._migrations");
+    m
 }

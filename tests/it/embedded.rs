@@ -66,7 +66,7 @@ fn demo_from_nothing(user: Option<&'static str>, env: Vec<(&'static str, PathBuf
         (a.join().unwrap(), b.join().unwrap())
     });
     assert!(a.status.success() && b.status.success(), "{} | {}", stderr(&a), stderr(&b));
-    let demo = wf_as(user, &env, &["demo", "--steps", "4"]);
+    let demo = wf_as(user, &env, &["demo", "--records", "500"]);
     assert!(demo.status.success(), "{}", stderr(&demo));
     let shown = stdout(&demo);
     assert!(shown.contains("status       succeeded"), "{shown}");

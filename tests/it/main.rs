@@ -3,5 +3,6 @@
 
 mod cli;
 mod embedded;
+mod etl;
 mod support;
 mod workers;
