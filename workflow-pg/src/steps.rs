@@ -490,9 +490,18 @@ SELECT id, run_id, status::text FROM upd
 "#;
 
 /// Returns expired leases to ready, or to failed when attempts are exhausted.
+/// One rescuer at a time: the others skip their turn instead of scanning
+/// the running steps again.
 pub(crate) async fn rescue(pool: &PgPool, limit: u32) -> Result<Rescued, StoreError> {
     with_tx(pool, |conn| {
         Box::pin(async move {
+            let (mine,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtext('wf.rescue'))")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(interpret)?;
+            if !mine {
+                return Ok(Rescued::default());
+            }
             let rows: Vec<(i64, Uuid, String)> =
                 sqlx::query_as(RESCUE).bind(i64::from(limit)).fetch_all(&mut *conn).await.map_err(interpret)?;
             let mut r = Rescued::default();
