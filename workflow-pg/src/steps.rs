@@ -702,16 +702,17 @@ where
         match r {
             Ok(v) => return Ok(v),
             Err((true, _)) if tries < 8 => {
-                tokio::time::sleep(Duration::from_millis(fastrand_ms(tries))).await;
+                tokio::time::sleep(conflict_pause(tries)).await;
             }
             Err((_, e)) => return Err(e),
         }
     }
 }
 
-fn fastrand_ms(tries: u32) -> u64 {
-    // Small, growing pause before retrying a transaction that lost a deadlock.
-    u64::from(tries) * 3 + u64::from(std::process::id() % 5)
+/// A small, growing, jittered pause before retrying a transaction that lost
+/// a deadlock, so the two contenders do not collide again in step.
+fn conflict_pause(tries: u32) -> Duration {
+    Duration::from_millis(u64::from(tries) * 3 + fastrand::u64(0..5))
 }
 
 pub(crate) fn parse_status(s: &str) -> Result<StepState, StoreError> {
