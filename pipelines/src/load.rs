@@ -88,15 +88,7 @@ struct Pending {
 }
 
 fn text(buf: &mut String, s: &str) {
-    for ch in s.chars() {
-        match ch {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            c => buf.push(c),
-        }
-    }
+    crate::parse::copy_escape(buf, s);
 }
 
 impl Load {

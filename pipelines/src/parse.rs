@@ -112,16 +112,19 @@ struct StatementRow {
 fn field(buf: &mut String, v: Option<&str>) {
     match v {
         None => buf.push_str("\\N"),
-        Some(s) => {
-            for ch in s.chars() {
-                match ch {
-                    '\\' => buf.push_str("\\\\"),
-                    '\t' => buf.push_str("\\t"),
-                    '\n' => buf.push_str("\\n"),
-                    '\r' => buf.push_str("\\r"),
-                    c => buf.push(c),
-                }
-            }
+        Some(s) => copy_escape(buf, s),
+    }
+}
+
+/// Appends `s` escaped for COPY's text format.
+pub(crate) fn copy_escape(buf: &mut String, s: &str) {
+    for ch in s.chars() {
+        match ch {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
         }
     }
 }
