@@ -125,8 +125,28 @@ pub(crate) async fn extend(pool: &PgPool, p: LeasesExtend) -> Result<Vec<Lease>,
 }
 
 /// Completes a batch in one transaction, retrying on deadlock.
+/// A batch without fan-out is one statement on its own (no BEGIN/COMMIT
+/// round trips); the wake-up, when needed, follows its commit, so woken
+/// workers already see the promoted steps.
 pub(crate) async fn complete_batch(pool: &PgPool, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
-    with_tx(pool, |conn| Box::pin(complete_on(conn, p.items.clone(), p.notify_above))).await
+    if !p.items.iter().all(|i| matches!(i.completion, Completion::Output(_))) {
+        return with_tx(pool, |conn| Box::pin(complete_on(conn, p.items.clone(), p.notify_above))).await;
+    }
+    let mut conn = pool.acquire().await.map_err(interpret)?;
+    let mut tries = 0;
+    let r = loop {
+        tries += 1;
+        match complete_fast(&mut conn, p.items.clone(), usize::MAX).await {
+            Err(StoreError::Unavailable(m)) if m.starts_with("transaction conflict") && tries < 8 => {
+                tokio::time::sleep(conflict_pause(tries)).await;
+            }
+            r => break r?,
+        }
+    };
+    if r.promoted > p.notify_above {
+        notify(&mut conn).await?;
+    }
+    Ok(r)
 }
 
 const COMPLETE: &str = r#"
