@@ -47,9 +47,6 @@ pub fn lazy(url: &str, max: u32, idle_tx: Option<Duration>) -> Result<PgPool> {
     if let Some(t) = idle_tx {
         opts = opts.options([("idle_in_transaction_session_timeout", format!("{}ms", t.as_millis()))]);
     }
-    // The engine's statements are long CTEs over arrays whose plans do not
-    // depend on the values: plan them once per connection, not per call.
-    opts = opts.options([("plan_cache_mode", "force_generic_plan")]);
     Ok(PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
 }
 
