@@ -4,6 +4,8 @@
 //! run keeps the config it started with.
 //!
 //! ```toml
+//! chunk_records = 250000   # record ordinals per parse chunk (at most 250000)
+//!
 //! [window]
 //! days_before = 5   # value/booking dates accepted from date - 5 ...
 //! days_after = 1    # ... to date + 1
@@ -88,6 +90,8 @@ impl Window {
 pub struct FeedsConfig {
     /// The business window.
     pub window: Window,
+    /// Record ordinals per parse chunk.
+    pub chunk_records: u64,
     /// The feeds, in file order.
     pub feeds: Vec<FeedSpec>,
 }
@@ -97,8 +101,15 @@ pub struct FeedsConfig {
 struct RawConfig {
     #[serde(default)]
     window: Window,
+    #[serde(default = "default_chunk_records")]
+    chunk_records: u64,
     #[serde(default)]
     feed: Vec<RawFeed>,
+}
+
+/// The default (and largest) number of record ordinals per parse chunk.
+pub fn default_chunk_records() -> u64 {
+    250_000
 }
 
 #[derive(Deserialize)]
@@ -120,6 +131,9 @@ impl FeedsConfig {
         if raw.feed.is_empty() {
             return Err(bad("no [[feed]] entries".into()));
         }
+        if !(1..=default_chunk_records()).contains(&raw.chunk_records) {
+            return Err(bad(format!("chunk_records = {}: use 1 to {}", raw.chunk_records, default_chunk_records())));
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut feeds = Vec::new();
         for f in raw.feed {
@@ -140,7 +154,7 @@ impl FeedsConfig {
             };
             feeds.push(FeedSpec { name: f.name, format, pattern: f.pattern, profile, kind: f.kind });
         }
-        Ok(FeedsConfig { window: raw.window, feeds })
+        Ok(FeedsConfig { window: raw.window, chunk_records: raw.chunk_records, feeds })
     }
 }
 
@@ -186,6 +200,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let cases = [
             ("", "no [[feed]]"),
+            ("chunk_records = 0\n[[feed]]\nname='a'\nformat='bai2'\npattern='*'\nkind='intraday'\n", "chunk_records"),
             ("[[feed]]\nname='a'\nformat='xml'\npattern='*'\nkind='end_of_day'\n", "unknown feed format"),
             ("[[feed]]\nname='a'\nformat='csv'\npattern='*'\nkind='end_of_day'\n", "needs a profile"),
             ("[[feed]]\nname='a b'\nformat='bai2'\npattern='*'\nkind='intraday'\n", "feed name"),

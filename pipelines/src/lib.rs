@@ -46,3 +46,15 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     m.dangerous_set_table_name("etl._migrations");
     m
 }
+
+/// Refreshes the planner's statistics of tables a previous stage has just
+/// filled in bulk, before a set-based stage joins them: on fresh tables
+/// (the first day, or a day far larger than the last) the planner would
+/// otherwise estimate a handful of rows and pick nested loops over millions.
+/// Runs on its own, outside the step's transaction, so the lock ANALYZE
+/// takes is not held while the stage works.
+pub(crate) async fn refresh_statistics(pool: &sqlx::PgPool, tables: &str) -> Result<(), workflow_core::StepError> {
+    use workflow_core::ResultExt;
+    sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}"))).execute(pool).await.retryable("analyze")?;
+    Ok(())
+}

@@ -31,9 +31,9 @@ pub struct Load {
 const ACCOUNTS_SQL: &str = "
 INSERT INTO warehouse.dim_account (account_id, bank_id, first_seen)
 SELECT DISTINCT coalesce(s.account, s.feed || ':unknown'), NULL::text, $1::date
-FROM etl.canonical c JOIN etl.staging s USING (business_date, feed, identity)
-WHERE c.business_date = $1 AND c.feed = $2
-  AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.business_date = $1 AND r.feed = $2 AND r.identity = c.identity)
+FROM etl.staging s
+WHERE s.business_date = $1 AND s.feed = $2
+  AND NOT EXISTS (SELECT 1 FROM etl.rejects r WHERE r.business_date = $1 AND r.feed = $2 AND r.identity = s.identity)
 ON CONFLICT (account_id) DO NOTHING";
 
 const FACTS_SQL: &str = "
@@ -181,6 +181,7 @@ impl Step for Load {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let pool = ctx.resource::<PgPool>()?;
         let (date, feed) = (self.job.date, &self.job.feed.name);
+        crate::refresh_statistics(pool, "etl.rejects, warehouse.dim_account, audit.lineage").await?;
         let mut tx = pool.begin().await.retryable("begin")?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('etl.load/' || $1::text || '/' || $2, 0))")
             .bind(date)

@@ -45,6 +45,7 @@ ON CONFLICT DO NOTHING";
 impl Step for Transform {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let pool = ctx.resource::<PgPool>()?;
+        crate::refresh_statistics(pool, "etl.staging").await?;
         let n = sqlx::query(TRANSFORM_SQL)
             .bind(self.job.date)
             .bind(&self.job.feed.name)
@@ -125,6 +126,7 @@ impl Step for Validate {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let pool = ctx.resource::<PgPool>()?;
         let (lo, hi) = self.job.window.bounds(self.job.date);
+        crate::refresh_statistics(pool, "etl.canonical").await?;
         let mut tx = pool.begin().await.retryable("begin")?;
         let quarantined = sqlx::query(CHECK_SQL)
             .bind(self.job.date)

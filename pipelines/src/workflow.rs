@@ -41,6 +41,9 @@ pub struct Job {
     pub feed: FeedSpec,
     /// Dates accepted by validation.
     pub window: Window,
+    /// Record ordinals per parse chunk.
+    #[serde(default = "crate::config::default_chunk_records")]
+    pub chunk_records: u64,
 }
 
 impl Job {
@@ -69,7 +72,7 @@ pub fn build(p: &Params) -> Result<Workflow, WorkflowError> {
     let mut wf = WorkflowBuilder::new("daily_transactions", 1);
     let mut loads = Vec::new();
     for feed in config.feeds {
-        let job = Job { date, feed, window: config.window };
+        let job = Job { date, feed, window: config.window, chunk_records: config.chunk_records };
         let landing = landing.display().to_string();
         wf.step(job.step("land"), Land { job: job.clone(), landing }).retry(retry);
         wf.step(job.step("parse"), Parse { job: job.clone() }).after([job.step("land")]).retry(retry);
