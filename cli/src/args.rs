@@ -115,6 +115,9 @@ pub struct WorkerArgs {
     /// Batch completion calls in flight at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_flushes: u32,
+    /// How long a completion call or a claim may wait to batch more steps (0s: never wait).
+    #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
+    pub batch_linger: std::time::Duration,
     /// Send NOTIFY wake-ups (off: other workers find new work by polling only).
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub notify: String,

@@ -249,6 +249,7 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
         poll_interval: args.poll_interval,
         shutdown_grace: args.shutdown_grace,
         max_flushes: args.max_flushes as usize,
+        batch_linger: args.batch_linger,
         host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
         ..WorkerConfig::default()
     };

@@ -45,6 +45,12 @@ pub struct WorkerConfig {
     pub max_output_bytes: usize,
     /// Batch completion calls in flight at once (1: record, then claim again).
     pub max_flushes: usize,
+    /// How long a finished plain step may wait for others to share its
+    /// batch completion call, and a free slot for others before a claim.
+    /// A completion batch goes out at once when it holds `concurrency`
+    /// steps, a claim when half the slots are free; either at once when no
+    /// step is running.
+    pub batch_linger: Duration,
     /// Host name recorded in the worker registry.
     pub host: String,
 }
@@ -60,6 +66,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
             max_flushes: 4,
+            batch_linger: Duration::from_millis(2),
             host: String::from("localhost"),
         }
     }
@@ -235,6 +242,10 @@ impl<S: Store> Worker<S> {
         let mut flushes: JoinSet<Flushed> = JoinSet::new();
         let mut in_flight = 0usize;
         let mut done: Vec<StepCompletion> = Vec::new();
+        // When the oldest result in `done` arrived.
+        let mut done_since: Option<tokio::time::Instant> = None;
+        // When a slot became free with no claim made for it yet.
+        let mut free_since: Option<tokio::time::Instant> = None;
         let mut release: Vec<Lease> = Vec::new();
         let mut backoff = Backoff::new();
         let mut retry_flush_at: Option<tokio::time::Instant> = None;
@@ -265,9 +276,23 @@ impl<S: Store> Worker<S> {
                     Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
                 }
             }
-            let may_flush = retry_flush_at.is_none_or(|t| tokio::time::Instant::now() >= t);
-            if !done.is_empty() && flushes.len() < self.config.max_flushes.max(1) && may_flush {
+            let now = tokio::time::Instant::now();
+            let may_flush = retry_flush_at.is_none_or(|t| now >= t);
+            if done.is_empty() {
+                done_since = None;
+            } else if done_since.is_none() {
+                done_since = Some(now);
+            }
+            // Batch results: a call per step costs far more than a row in a
+            // call. Wait for more unless the batch is full, nothing else is
+            // running, or the oldest result has waited its linger.
+            let worth_it = done.len() >= self.config.concurrency
+                || tasks.is_empty()
+                || shutdown.is_cancelled()
+                || done_since.is_some_and(|t| now >= t + self.config.batch_linger);
+            if !done.is_empty() && flushes.len() < self.config.max_flushes.max(1) && may_flush && worth_it {
                 retry_flush_at = None;
+                done_since = None;
                 let items = std::mem::take(&mut done);
                 in_flight += items.len();
                 let free = self.config.concurrency.saturating_sub(tasks.len());
@@ -311,7 +336,18 @@ impl<S: Store> Worker<S> {
                 more_ready |= self.claim_soon.swap(false, Ordering::Relaxed);
                 let free = self.config.concurrency.saturating_sub(tasks.len());
                 let backlog = done.len() + in_flight;
-                if free > 0 && more_ready && backlog < 4 * self.config.concurrency {
+                let now = tokio::time::Instant::now();
+                if free == 0 {
+                    free_since = None;
+                } else if free_since.is_none() {
+                    free_since = Some(now);
+                }
+                // Claims are batched too: one claim for many free slots.
+                let worth_it = free * 2 >= self.config.concurrency
+                    || tasks.is_empty()
+                    || free_since.is_some_and(|t| now >= t + self.config.batch_linger);
+                if free > 0 && more_ready && backlog < 4 * self.config.concurrency && worth_it {
+                    free_since = None;
                     match self.claim(free as u32).await {
                         Ok(claimed) => {
                             more_ready = claimed.len() == free;
@@ -339,7 +375,17 @@ impl<S: Store> Worker<S> {
                     _ => std::future::pending().await,
                 }
             };
+            let linger = done_since
+                .filter(|_| flushes.len() < self.config.max_flushes.max(1) && retry_flush_at.is_none())
+                .map(|t| t + self.config.batch_linger);
+            let claim_at = free_since
+                .filter(|_| {
+                    more_ready && !shutdown.is_cancelled() && done.len() + in_flight < 4 * self.config.concurrency
+                })
+                .map(|t| t + self.config.batch_linger);
             tokio::select! {
+                () = sleep_until_opt(linger), if linger.is_some() => {}
+                () = sleep_until_opt(claim_at), if claim_at.is_some() => {}
                 Some(joined) = tasks.join_next() => {
                     woke_task = Some(joined.expect("attempt tasks catch their own panics"));
                 }

@@ -39,17 +39,36 @@ WITH c AS MATERIALIZED (
     WHERE id IN (SELECT run_id FROM upd) AND started_at IS NULL
 )
 SELECT upd.id, upd.run_id, upd.name, upd.step_type, upd.definition, upd.attempt, upd.max_attempts,
-       upd.timeout_ms, upd.backoff_ms, upd.backoff_max_ms, upd.lease_token, upd.n_deps,
-       r.workflow, r.correlation_id
+       upd.timeout_ms, upd.backoff_ms, upd.backoff_max_ms, upd.lease_token,
+       r.workflow, r.correlation_id,
+       CASE WHEN upd.n_deps > 0 THEN (
+           SELECT jsonb_object_agg(u.name, u.output)
+           FROM wf.step_deps d JOIN wf.steps u ON u.id = d.depends_on
+           WHERE d.step_id = upd.id) END AS upstream
 FROM upd JOIN wf.runs r ON r.id = upd.run_id
 ORDER BY upd.id
 "#;
 
-type ClaimRow =
-    (i64, Uuid, String, String, serde_json::Value, i32, i32, Option<i64>, i64, i64, i64, i32, String, String);
+type ClaimRow = (
+    i64,
+    Uuid,
+    String,
+    String,
+    serde_json::Value,
+    i32,
+    i32,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<sqlx::types::Json<BTreeMap<String, serde_json::Value>>>,
+);
 
 /// Claims up to `limit` ready steps of the given queues (one statement per
-/// queue, in order, until the limit is reached) and types.
+/// queue, in order, until the limit is reached) and types, with the outputs
+/// of their upstream steps.
 pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
     let mut rows: Vec<ClaimRow> = Vec::new();
     for queue in &p.queues {
@@ -68,21 +87,6 @@ pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedSte
             .map_err(interpret)?;
         rows.extend(got);
     }
-    let with_deps: Vec<i64> = rows.iter().filter(|r| r.11 > 0).map(|r| r.0).collect();
-    let mut upstream: HashMap<i64, BTreeMap<String, serde_json::Value>> = HashMap::new();
-    if !with_deps.is_empty() {
-        let outs: Vec<(i64, String, Option<serde_json::Value>)> = sqlx::query_as(
-            "SELECT d.step_id, u.name, u.output FROM wf.step_deps d JOIN wf.steps u ON u.id = d.depends_on
-             WHERE d.step_id = ANY($1)",
-        )
-        .bind(&with_deps)
-        .fetch_all(pool)
-        .await
-        .map_err(interpret)?;
-        for (id, name, out) in outs {
-            upstream.entry(id).or_default().insert(name, out.unwrap_or_default());
-        }
-    }
     Ok(rows
         .into_iter()
         .map(|r| ClaimedStep {
@@ -98,9 +102,9 @@ pub(crate) async fn claim(pool: &PgPool, p: StepsClaim) -> Result<Vec<ClaimedSte
                 max_backoff: Duration::from_millis(r.9 as u64),
                 timeout: r.7.map(|t| Duration::from_millis(t as u64)),
             },
-            correlation_id: r.13,
-            workflow: r.12,
-            upstream: upstream.remove(&r.0).unwrap_or_default(),
+            workflow: r.11,
+            correlation_id: r.12,
+            upstream: r.13.map(|j| j.0).unwrap_or_default(),
         })
         .collect())
 }
