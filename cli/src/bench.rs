@@ -42,6 +42,9 @@ pub struct EngineArgs {
     /// Skip the throughput scenarios (run scale, latency and recovery only).
     #[arg(long)]
     pub no_throughput: bool,
+    /// Run only the throughput and comparison scenarios whose name contains this text.
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 /// One measured line.
@@ -115,7 +118,11 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
     if args.no_throughput {
         scenarios.clear();
     }
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     for (label, chain, def, procs, c) in scenarios {
+        if !wanted(&format!("{label}, {procs} proc x {c}")) {
+            continue;
+        }
         seq += 1;
         eprintln!("throughput: {label}, {procs} process(es) x concurrency {c} ...");
         let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, args.steps, procs, c, &[]).await?;
@@ -133,6 +140,9 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         ]
     };
     for &(label, chain, extra) in comparisons {
+        if !wanted(label) {
+            continue;
+        }
         seq += 1;
         eprintln!("comparison: {label} ...");
         let row =
@@ -449,7 +459,7 @@ impl Step for Probe {
 /// Pickup latency with an in-process worker, on one monotonic clock.
 async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
     let store = PgStore::new(connect::one_shot(url).await?);
-    let control = PgStore::new(connect::lazy(url, 3, None)?);
+    let control = PgStore::new(connect::control(url, 3)?);
     control.start_listener();
     let registry = Registry::new().step_type("bench.probe");
     // A queue of its own, so no other worker on the server takes the probes.

@@ -232,7 +232,7 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
     // Below the lease ttl, so a frozen worker's open transaction dies before
     // another worker needs its rows.
     let idle_tx = args.lease_ttl * 2 / 3;
-    let control = connect::lazy(&url, 4, None)?;
+    let control = connect::control(&url, 4)?;
     let work = connect::lazy(&url, args.concurrency + 2, Some(idle_tx))?;
     let mut store = PgStore::new(control);
     if args.notify == "off" {

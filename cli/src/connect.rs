@@ -50,6 +50,15 @@ pub fn lazy(url: &str, max: u32, idle_tx: Option<Duration>) -> Result<PgPool> {
     Ok(PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
 }
 
+/// A lazy pool for a worker's control plane (claims, completions,
+/// heartbeats): the engine's session settings
+/// ([`workflow_pg::ENGINE_SESSION`]) on every connection.
+pub fn control(url: &str, max: u32) -> Result<PgPool> {
+    let opts: PgConnectOptions = url.parse().with_context(|| format!("bad database URL {}", redact(url)))?;
+    let opts = opts.options(workflow_pg::ENGINE_SESSION.iter().copied());
+    Ok(PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;

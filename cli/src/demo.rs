@@ -55,7 +55,7 @@ pub async fn run(url: Option<&str>, args: DemoArgs, registry: Registry, out: &mu
     tokio::spawn(signals(shutdown.clone()));
     let mut workers = Vec::new();
     for _ in 0..args.workers {
-        let control = PgStore::new(connect::lazy(&url, 3, None)?);
+        let control = PgStore::new(connect::control(&url, 3)?);
         control.start_listener();
         let mut res = Resources::new();
         res.insert(connect::lazy(&url, 6, Some(Duration::from_secs(10)))?);

@@ -223,7 +223,7 @@ pub async fn run_day(
     tokio::spawn(signals(shutdown.clone()));
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let control = PgStore::new(connect::lazy(url, 3, None)?);
+        let control = PgStore::new(connect::control(url, 3)?);
         control.start_listener();
         let mut res = Resources::new();
         res.insert(connect::lazy(url, 4, None)?);
