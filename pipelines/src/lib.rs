@@ -58,3 +58,16 @@ pub(crate) async fn refresh_statistics(pool: &sqlx::PgPool, tables: &str) -> Res
     sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}"))).execute(pool).await.retryable("analyze")?;
     Ok(())
 }
+
+/// Pins the plans of a stage's bulk statements (whole feed-days joined to
+/// whole feed-days) to hash joins for the rest of the transaction. Their
+/// anti-joins look up rows the branch has not written yet (its own
+/// lineage, its own rejects), which the statistics rightly call empty; a
+/// nested loop chosen on that estimate then scans, for each of millions of
+/// rows, a table other branches are filling at the same time (a 10M day
+/// once sat in one such statement for minutes).
+pub(crate) async fn bulk_plans(conn: &mut sqlx::PgConnection) -> Result<(), workflow_core::StepError> {
+    use workflow_core::ResultExt;
+    sqlx::query("SET LOCAL enable_nestloop = off").execute(conn).await.retryable("plan settings")?;
+    Ok(())
+}

@@ -189,6 +189,7 @@ impl Step for Load {
             .execute(&mut *tx)
             .await
             .retryable("lock the chain")?;
+        crate::bulk_plans(&mut tx).await?;
         sqlx::query(ACCOUNTS_SQL).bind(date).bind(feed).execute(&mut *tx).await.retryable("accounts")?;
         let facts = sqlx::query(FACTS_SQL)
             .bind(date)

@@ -128,6 +128,7 @@ impl Step for Validate {
         let (lo, hi) = self.job.window.bounds(self.job.date);
         crate::refresh_statistics(pool, "etl.canonical").await?;
         let mut tx = pool.begin().await.retryable("begin")?;
+        crate::bulk_plans(&mut tx).await?;
         let quarantined = sqlx::query(CHECK_SQL)
             .bind(self.job.date)
             .bind(&self.job.feed.name)
