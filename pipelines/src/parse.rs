@@ -117,6 +117,8 @@ pub struct ParseChunk {
 /// What the parsing thread hands back besides the COPY stream.
 #[derive(Default)]
 struct Parsed {
+    /// Read from the chunk's spool rather than from the landed file.
+    from_spool: bool,
     records: u64,
     rejects: Vec<RejectRow>,
     statements: Vec<StatementRow>,
@@ -413,7 +415,7 @@ impl ParseChunk {
         let io = |e: std::io::Error| StepError::Retryable(format!("reading spool {}: {e}", spool.path));
         let mut input = BufReader::with_capacity(1 << 20, File::open(&spool.path).map_err(io)?);
         let mut hash = Sha256::new();
-        let mut parsed = Parsed::default();
+        let mut parsed = Parsed { from_spool: true, ..Parsed::default() };
         let mut buf = String::with_capacity(COPY_BUFFER + 4096);
         let mut line = Vec::with_capacity(1024);
         let damaged = |why: &str| {
@@ -575,7 +577,7 @@ impl Step for ParseChunk {
         }
         let output = json!({
             "file": self.file.name, "records": parsed.records, "staged": staged, "rejects": parsed.rejects.len(),
-            "from_spool": self.spool.as_ref().is_some_and(|s| Path::new(&s.path).exists()),
+            "from_spool": parsed.from_spool,
         });
         let done = ctx.complete_in(&mut *tx, output).await?;
         tx.commit().await.retryable("commit")?;

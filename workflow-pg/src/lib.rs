@@ -39,8 +39,7 @@ use workflow_core::{Lease, Resources, RunId, StepState, StoreError, TxFence, Wor
 pub const CHANNEL: &str = "wf_ready";
 
 /// Session settings for the connections of a worker's control pool (the
-/// pool given to [`PgStore::new`] in a worker), and for the moment a
-/// transactional step records its completion.
+/// pool given to [`PgStore::new`] in a worker).
 ///
 /// The engine's statements are long CTEs over arrays; planning one costs
 /// more than running it for a small batch (0.30 ms planning against
@@ -209,30 +208,9 @@ impl TxFence<sqlx::PgConnection> for PgFence {
         output: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let items = vec![StepCompletion { lease, completion: Completion::Output(output.clone()) }];
-        // The engine's settings for its own statements, then the caller's
-        // again for whatever else its transaction runs before it commits.
-        let names: Vec<&str> = ENGINE_SESSION.iter().map(|(k, _)| *k).collect();
-        let values: Vec<&str> = ENGINE_SESSION.iter().map(|(_, v)| *v).collect();
-        let (before,): (Vec<String>,) = sqlx::query_as(
-            "SELECT array_agg(old.v ORDER BY old.i)
-             FROM (SELECT i, current_setting(n) AS v FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i) OFFSET 0) old,
-                  LATERAL (SELECT set_config($1[old.i], $2[old.i], true)) s",
-        )
-        .bind(&names)
-        .bind(&values)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(interpret)?;
         // The completing worker claims one promoted dependent itself; wake
         // the others only when more became ready.
-        let r = steps::complete_on(conn, items, 1).await;
-        sqlx::query("SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS t(n, v)")
-            .bind(&names)
-            .bind(&before)
-            .execute(&mut *conn)
-            .await
-            .map_err(interpret)?;
-        let r = r?;
+        let r = steps::complete_on(conn, items, 1).await?;
         if r.completed.is_empty() {
             return Err(StoreError::LeaseLost { step: lease.step.0, token: lease.token });
         }
