@@ -232,7 +232,9 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
     // Below the lease ttl, so a frozen worker's open transaction dies before
     // another worker needs its rows.
     let idle_tx = args.lease_ttl * 2 / 3;
-    let control = connect::control(&url, 4)?;
+    // A connection for every claim and batch call that may be in flight,
+    // plus the heartbeat and the rescuer.
+    let control = connect::control(&url, args.max_flushes + args.max_claims + 2)?;
     let work = connect::lazy(&url, args.concurrency + 2, Some(idle_tx))?;
     let mut store = PgStore::new(control);
     if args.notify == "off" {
@@ -249,6 +251,7 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
         poll_interval: args.poll_interval,
         shutdown_grace: args.shutdown_grace,
         max_flushes: args.max_flushes as usize,
+        max_claims: args.max_claims as usize,
         batch_linger: args.batch_linger,
         host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
         ..WorkerConfig::default()

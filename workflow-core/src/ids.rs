@@ -22,9 +22,10 @@ pub struct StepId(pub i64);
 pub struct WorkerId(pub Uuid);
 
 impl RunId {
-    /// A fresh random id.
+    /// A fresh id, time-ordered (UUIDv7): runs started close together sit
+    /// together in every index keyed by run, instead of at random places.
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
     }
 }
 

@@ -45,6 +45,10 @@ pub struct WorkerConfig {
     pub max_output_bytes: usize,
     /// Batch completion calls in flight at once (1: record, then claim again).
     pub max_flushes: usize,
+    /// Claim calls in flight at once. With more than one, the next batch is
+    /// being claimed while the previous one runs and is recorded, instead of
+    /// the loop waiting out every claim's round trip.
+    pub max_claims: usize,
     /// How long a finished plain step may wait for others to share its
     /// batch completion call, and a free slot for others before a claim.
     /// A completion batch goes out at once when it holds `concurrency`
@@ -66,6 +70,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
             max_flushes: 4,
+            max_claims: 2,
             batch_linger: Duration::from_millis(2),
             host: String::from("localhost"),
         }
@@ -240,6 +245,14 @@ impl<S: Store> Worker<S> {
         // Results are recorded by up to `max_flushes` concurrent batch calls,
         // so commits overlap (group commit) while the loop keeps claiming.
         let mut flushes: JoinSet<Flushed> = JoinSet::new();
+        // Claims run beside the loop too (up to `max_claims`): while one is
+        // on its way, the loop keeps settling and recording results.
+        let mut claims: JoinSet<Claimed> = JoinSet::new();
+        // Slots asked for by the claims in flight.
+        let mut claiming = 0usize;
+        // Wake-ups seen so far: a claim that comes back short means "nothing
+        // more ready" only if no wake-up arrived while it was on its way.
+        let mut wake_seq = 0u64;
         let mut in_flight = 0usize;
         let mut done: Vec<StepCompletion> = Vec::new();
         // When the oldest result in `done` arrived.
@@ -249,12 +262,39 @@ impl<S: Store> Worker<S> {
         let mut release: Vec<Lease> = Vec::new();
         let mut backoff = Backoff::new();
         let mut retry_flush_at: Option<tokio::time::Instant> = None;
+        let mut retry_claim_at: Option<tokio::time::Instant> = None;
         let mut grace_deadline: Option<tokio::time::Instant> = None;
         let mut more_ready = true;
         // Set by the wait at the bottom of the loop, handled at the top.
         let mut woke_task: Option<(Lease, Attempt, Duration)> = None;
         let mut woke_flush: Option<Flushed> = None;
+        let mut woke_claim: Option<Claimed> = None;
         loop {
+            let returned = std::iter::from_fn(|| {
+                woke_claim.take().or_else(|| claims.try_join_next().map(|j| j.expect("claim tasks do not panic")))
+            });
+            for (asked, seq, result) in returned.collect::<Vec<_>>() {
+                claiming -= asked;
+                match result {
+                    Ok(claimed) => {
+                        backoff.reset();
+                        self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+                        more_ready = claimed.len() == asked || wake_seq != seq;
+                        for c in claimed {
+                            if shutdown.is_cancelled() {
+                                // Claimed as the worker stopped: give it back untouched.
+                                release.push(c.lease);
+                            } else {
+                                self.spawn_attempt(c, &held, &mut tasks);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "claim failed; backing off");
+                        retry_claim_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                }
+            }
             let finished = std::iter::from_fn(|| {
                 woke_task
                     .take()
@@ -295,7 +335,7 @@ impl<S: Store> Worker<S> {
                 done_since = None;
                 let items = std::mem::take(&mut done);
                 in_flight += items.len();
-                let free = self.config.concurrency.saturating_sub(tasks.len());
+                let free = self.config.concurrency.saturating_sub(tasks.len() + claiming);
                 let (store, worker) = (self.store.clone(), self.id);
                 flushes.spawn(async move {
                     let p = StepsComplete { worker, items: items.clone(), notify_above: free };
@@ -324,7 +364,8 @@ impl<S: Store> Worker<S> {
                     info!(running = tasks.len(), "shutting down: no new claims");
                     tokio::time::Instant::now() + self.config.shutdown_grace
                 });
-                if tasks.is_empty() && flushes.is_empty() && done.is_empty() && release.is_empty() {
+                if tasks.is_empty() && flushes.is_empty() && claims.is_empty() && done.is_empty() && release.is_empty()
+                {
                     return Ok(());
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -334,7 +375,7 @@ impl<S: Store> Worker<S> {
                 }
             } else {
                 more_ready |= self.claim_soon.swap(false, Ordering::Relaxed);
-                let free = self.config.concurrency.saturating_sub(tasks.len());
+                let free = self.config.concurrency.saturating_sub(tasks.len() + claiming);
                 let backlog = done.len() + in_flight;
                 let now = tokio::time::Instant::now();
                 if free == 0 {
@@ -342,31 +383,34 @@ impl<S: Store> Worker<S> {
                 } else if free_since.is_none() {
                     free_since = Some(now);
                 }
-                // Claims are batched too: one claim for many free slots.
-                let worth_it = free * 2 >= self.config.concurrency
-                    || tasks.is_empty()
+                // Claims are batched too: one claim for many free slots, but
+                // at most a `max_claims`-th of the concurrency each, so the
+                // next claim is under way while the last batch runs.
+                let max_claims = self.config.max_claims.max(1);
+                let share = self.config.concurrency.div_ceil(max_claims);
+                let worth_it = free >= share
+                    || (tasks.is_empty() && claims.is_empty())
                     || free_since.is_some_and(|t| now >= t + self.config.batch_linger);
-                if free > 0 && more_ready && backlog < 4 * self.config.concurrency && worth_it {
+                if free > 0
+                    && more_ready
+                    && backlog < 4 * self.config.concurrency
+                    && worth_it
+                    && claims.len() < max_claims
+                    && retry_claim_at.is_none_or(|t| now >= t)
+                {
                     free_since = None;
-                    match self.claim(free as u32).await {
-                        Ok(claimed) => {
-                            more_ready = claimed.len() == free;
-                            for c in claimed {
-                                self.spawn_attempt(c, &held, &mut tasks);
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "claim failed; backing off");
-                            tokio::select! {
-                                () = backoff.sleep() => {}
-                                () = shutdown.cancelled() => {}
-                            }
-                            continue;
-                        }
-                    }
-                    if more_ready && tasks.len() < self.config.concurrency {
-                        continue;
-                    }
+                    retry_claim_at = None;
+                    let ask = free.min(share);
+                    claiming += ask;
+                    let p = StepsClaim {
+                        worker: self.id,
+                        queues: self.config.queues.clone(),
+                        step_types: self.registry.step_type_names().to_vec(),
+                        limit: ask as u32,
+                        lease_ttl: self.config.lease_ttl,
+                    };
+                    let (store, seq) = (self.store.clone(), wake_seq);
+                    claims.spawn(async move { (ask, seq, store.steps_claim(p).await) });
                 }
             }
             let flush_retry = async {
@@ -380,9 +424,12 @@ impl<S: Store> Worker<S> {
                 .map(|t| t + self.config.batch_linger);
             let claim_at = free_since
                 .filter(|_| {
-                    more_ready && !shutdown.is_cancelled() && done.len() + in_flight < 4 * self.config.concurrency
+                    more_ready
+                        && !shutdown.is_cancelled()
+                        && done.len() + in_flight < 4 * self.config.concurrency
+                        && claims.len() < self.config.max_claims.max(1)
                 })
-                .map(|t| t + self.config.batch_linger);
+                .map(|t| retry_claim_at.map_or(t + self.config.batch_linger, |r| r.max(t + self.config.batch_linger)));
             tokio::select! {
                 () = sleep_until_opt(linger), if linger.is_some() => {}
                 () = sleep_until_opt(claim_at), if claim_at.is_some() => {}
@@ -390,9 +437,16 @@ impl<S: Store> Worker<S> {
                     woke_task = Some(joined.expect("attempt tasks catch their own panics"));
                 }
                 Some(joined) = flushes.join_next() => woke_flush = Some(joined.expect("flush tasks do not panic")),
+                Some(joined) = claims.join_next() => woke_claim = Some(joined.expect("claim tasks do not panic")),
                 () = flush_retry => {}
-                () = wakeups.notified() => more_ready = true,
-                () = tokio::time::sleep(self.config.poll_interval) => more_ready = true,
+                () = wakeups.notified() => {
+                    more_ready = true;
+                    wake_seq += 1;
+                }
+                () = tokio::time::sleep(self.config.poll_interval) => {
+                    more_ready = true;
+                    wake_seq += 1;
+                }
                 () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
                 () = sleep_until_opt(grace_deadline.filter(|d| *d > tokio::time::Instant::now())), if shutdown.is_cancelled() => {}
             }
@@ -428,21 +482,6 @@ impl<S: Store> Worker<S> {
                 Err(())
             }
         }
-    }
-
-    async fn claim(&self, limit: u32) -> Result<Vec<ClaimedStep>, StoreError> {
-        let claimed = self
-            .store
-            .steps_claim(StepsClaim {
-                worker: self.id,
-                queues: self.config.queues.clone(),
-                step_types: self.registry.step_type_names().to_vec(),
-                limit,
-                lease_ttl: self.config.lease_ttl,
-            })
-            .await?;
-        self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
-        Ok(claimed)
     }
 
     fn spawn_attempt(&self, c: ClaimedStep, held: &HeldMap, tasks: &mut JoinSet<(Lease, Attempt, Duration)>) {
@@ -733,6 +772,9 @@ async fn rescue_loop<S: Store>(store: Arc<S>, every: Duration, healthy: Arc<Atom
 }
 
 type Flushed = (Vec<StepCompletion>, Result<crate::store::StepsCompleted, StoreError>);
+
+/// A claim's answer: slots asked for, the wake-up count when it left, and the steps.
+type Claimed = (usize, u64, Result<Vec<ClaimedStep>, StoreError>);
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     match t {

@@ -21,7 +21,8 @@ pub async fn chains_insert(
     sqlx::query(
         "WITH r AS (
             INSERT INTO wf.runs (id, workflow, workflow_version, correlation_id, created_by, remaining)
-            SELECT gen_random_uuid(), $1, 1, 'bench', 'bench', $3 FROM generate_series(1, $2)
+            SELECT id, $1, 1, 'bench', 'bench', $3 FROM unnest($7::uuid[]) WITH ORDINALITY AS t(id, n)
+            ORDER BY n
             RETURNING id
          ), s AS (
             INSERT INTO wf.steps (run_id, name, step_type, definition, queue, trigger, status, pending_deps, n_deps,
@@ -45,6 +46,7 @@ pub async fn chains_insert(
     .bind(step_type)
     .bind(definition)
     .bind(queue)
+    .bind((0..runs).map(|_| workflow_core::RunId::new().0).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await
     .map_err(interpret)?;
@@ -58,7 +60,7 @@ pub async fn ballast_insert(conn: &mut PgConnection, queue: &str, n: i64, finish
     sqlx::query(
         "WITH r AS (
             INSERT INTO wf.runs (id, workflow, workflow_version, correlation_id, created_by, remaining)
-            VALUES (gen_random_uuid(), 'ballast', 1, 'ballast', 'bench', $2) RETURNING id
+            VALUES ($4, 'ballast', 1, 'ballast', 'bench', $2) RETURNING id
          ), s AS (
             INSERT INTO wf.steps (run_id, name, step_type, definition, queue, trigger, status,
                                   max_attempts, policy_attempts, backoff_ms, backoff_max_ms, attempt, lease_token,
@@ -81,6 +83,7 @@ pub async fn ballast_insert(conn: &mut PgConnection, queue: &str, n: i64, finish
     .bind(queue)
     .bind(n)
     .bind(finished)
+    .bind(workflow_core::RunId::new().0)
     .execute(&mut *conn)
     .await
     .map_err(interpret)?;

@@ -68,13 +68,14 @@ pub struct PgStore {
     pool: PgPool,
     wakeups: Arc<tokio::sync::Notify>,
     notify: bool,
+    hints: Arc<steps::ClaimHints>,
 }
 
 impl PgStore {
     /// A store over `pool`, which should be the control plane's own pool
     /// (claims, heartbeats, completions), not the one steps use for their work.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, wakeups: Arc::new(tokio::sync::Notify::new()), notify: true }
+        Self { pool, wakeups: Arc::new(tokio::sync::Notify::new()), notify: true, hints: Arc::default() }
     }
 
     /// This store sends no NOTIFY wake-ups (other workers then find new
@@ -115,7 +116,7 @@ impl workflow_core::Store for PgStore {
     }
 
     async fn steps_claim(&self, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
-        steps::claim(&self.pool, p).await
+        steps::claim(&self.pool, &self.hints, p).await
     }
 
     async fn leases_extend(&self, p: LeasesExtend) -> Result<Vec<Lease>, StoreError> {

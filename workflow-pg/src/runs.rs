@@ -17,7 +17,7 @@ pub(crate) async fn insert(conn: &mut PgConnection, p: RunInsert) -> Result<RunI
     if p.steps.is_empty() {
         return Err(StoreError::Conflict("a run needs at least one step".into()));
     }
-    let id = Uuid::new_v4();
+    let id = RunId::new().0;
     let correlation = p.correlation_id.clone().unwrap_or_else(|| id.to_string());
     let params = serde_json::to_value(&p.params).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let inserted: Option<(Uuid,)> = sqlx::query_as(
