@@ -116,7 +116,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_flushes: u32,
     /// Claim calls in flight at once (each for up to concurrency / max-claims steps).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub max_claims: u32,
     /// How long a completion call or a claim may wait to batch more steps (0s: never wait).
     #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]

@@ -134,8 +134,7 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
     } else {
         &[
             ("1-step no-op, 4 proc x 32, one batch call in flight", 1, &["--max-flushes", "1"][..]),
-            ("1-step no-op, 4 proc x 32, one claim in flight", 1, &["--max-claims", "1"][..]),
-            ("1-step no-op, 4 proc x 32, defaults", 1, &[][..]),
+            ("1-step no-op, 4 proc x 32, two claims in flight", 1, &["--max-claims", "2"][..]),
             ("1-step no-op, 4 proc x 32, no batch linger", 1, &["--batch-linger", "0s"][..]),
             ("4-step chain no-op, 4 proc x 32, NOTIFY off", 4, &["--notify", "off"][..]),
             ("4-step chain no-op, 4 proc x 32, NOTIFY on", 4, &[][..]),

@@ -114,9 +114,13 @@ pub async fn check_happy_path<S: Store>(store: &S) {
         .await
         .expect("insert")
         .id;
+    assert_eq!(store.run_get(run).await.unwrap().started_at, None, "not started before a claim");
     let first = claim(store, w, &["x"], 10, TTL).await;
     assert_eq!(first.len(), 2, "only a and b are ready");
+    let started = store.run_get(run).await.unwrap().started_at;
+    assert!(started.is_some(), "started at its first claim");
     assert!(complete(store, w, first[0].lease, json!({"n": 1})).await);
+    assert_eq!(store.run_get(run).await.unwrap().started_at, started, "the first claim, still");
     assert!(claim(store, w, &["x"], 10, TTL).await.is_empty(), "c waits for b");
     assert!(complete(store, w, first[1].lease, json!({"n": 2})).await);
     let c = claim(store, w, &["x"], 10, TTL).await;
@@ -126,7 +130,9 @@ pub async fn check_happy_path<S: Store>(store: &S) {
     assert_eq!(c[0].upstream["b"], json!({"n": 2}));
     assert_eq!(store.run_get(run).await.unwrap().status, RunState::Running);
     assert!(complete(store, w, c[0].lease, json!(null)).await);
-    assert_eq!(store.run_get(run).await.unwrap().status, RunState::Succeeded);
+    let info = store.run_get(run).await.unwrap();
+    assert_eq!(info.status, RunState::Succeeded);
+    assert_eq!(info.started_at, started, "the first claim, once finished too");
     check_run_consistent(store, run).await;
     let events: Vec<String> =
         store.events_list(run, Some("c".into())).await.unwrap().into_iter().map(|e| e.event).collect();

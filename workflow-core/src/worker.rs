@@ -45,9 +45,11 @@ pub struct WorkerConfig {
     pub max_output_bytes: usize,
     /// Batch completion calls in flight at once (1: record, then claim again).
     pub max_flushes: usize,
-    /// Claim calls in flight at once. With more than one, the next batch is
-    /// being claimed while the previous one runs and is recorded, instead of
-    /// the loop waiting out every claim's round trip.
+    /// Claim calls in flight at once, each for up to `concurrency /
+    /// max_claims` steps. Either way the loop keeps settling and recording
+    /// results while a claim is on its way; more than one also overlaps
+    /// the claims, at the price of smaller ones (one measured faster on two
+    /// cores: docs/benchmarks.md).
     pub max_claims: usize,
     /// How long a finished plain step may wait for others to share its
     /// batch completion call, and a free slot for others before a claim.
@@ -70,7 +72,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
             max_flushes: 4,
-            max_claims: 2,
+            max_claims: 1,
             batch_linger: Duration::from_millis(2),
             host: String::from("localhost"),
         }

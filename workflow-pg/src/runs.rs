@@ -55,7 +55,9 @@ pub(crate) async fn insert(conn: &mut PgConnection, p: RunInsert) -> Result<RunI
 }
 
 const RUN_COLUMNS: &str = "r.id, r.workflow, r.workflow_version, r.status::text, r.correlation_id, r.idempotency_key,
-    r.params, r.created_by, r.created_at, r.started_at, r.finished_at, r.deadline,
+    r.params, r.created_by, r.created_at,
+    COALESCE(r.started_at, (SELECT min(e.at) FROM wf.step_events e WHERE e.run_id = r.id AND e.event = 'claimed')),
+    r.finished_at, r.deadline,
     (SELECT jsonb_object_agg(status, n) FROM (SELECT status::text, count(*) AS n FROM wf.steps s
         WHERE s.run_id = r.id GROUP BY status) c)";
 

@@ -45,9 +45,6 @@ WITH late AS MATERIALIZED (
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token)
     SELECT run_id, id, 'claimed', 'ready', 'running', attempt, $4, lease_token FROM upd
-), started AS (
-    UPDATE wf.runs SET started_at = clock_timestamp()
-    WHERE id IN (SELECT run_id FROM upd) AND started_at IS NULL
 )
 SELECT upd.id, upd.run_id, upd.name, upd.step_type, upd.definition, upd.attempt, upd.max_attempts,
        upd.timeout_ms, upd.backoff_ms, upd.backoff_max_ms, upd.lease_token,
@@ -290,6 +287,8 @@ WITH input AS (
 ), runs AS (
     UPDATE wf.runs r
     SET remaining = r.remaining - d.n,
+        started_at = COALESCE(r.started_at, (SELECT min(e.at) FROM wf.step_events e
+                                             WHERE e.run_id = r.id AND e.event = 'claimed')),
         status = CASE WHEN r.status = 'cancelled' THEN r.status
                       WHEN r.remaining - d.n > 0 THEN 'running'
                       WHEN r.cancelled_steps > 0 THEN 'cancelled'
@@ -756,6 +755,8 @@ impl RunDeltas {
         sqlx::query(
             "UPDATE wf.runs r
              SET remaining = r.remaining + d.dn,
+                 started_at = COALESCE(r.started_at, (SELECT min(e.at) FROM wf.step_events e
+                                                      WHERE e.run_id = r.id AND e.event = 'claimed')),
                  failed_steps = r.failed_steps + d.df,
                  status = CASE WHEN r.status = 'cancelled' THEN r.status
                                WHEN r.remaining + d.dn > 0 THEN 'running'

@@ -50,12 +50,11 @@ async fn a_step_ready_behind_the_hint_is_claimed_by_the_next_walk_from_the_head(
     let first = start(&store, 1).await;
     let claimed = t::claim(&store, worker, &["x"], 10, TTL).await;
     assert_eq!(claimed.len(), 1, "the first claim walks from the head");
-    let hint_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT available_at FROM wf.steps WHERE id = $1")
-            .bind(step_id(&pool, first).await)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let hint_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT available_at FROM wf.steps WHERE id = $1")
+        .bind(step_id(&pool, first).await)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
 
     // As if made ready by transactions that were open when the first step
     // was claimed: one within the margin, one long before it.
