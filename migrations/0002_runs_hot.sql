@@ -39,3 +39,4 @@ CROSS JOIN LATERAL (
            count(*) FILTER (WHERE s.status = 'skipped') AS skipped
     FROM wf.steps s WHERE s.run_id = r.id
 ) c;
+
