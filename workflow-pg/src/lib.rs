@@ -51,8 +51,14 @@ pub const CHANNEL: &str = "wf_ready";
 /// what suits empty tables. So the plan shape is pinned to what every one
 /// of these statements is written for: index scans joined by nested loops,
 /// no sequential or bitmap scans, no hash or merge joins, and no JIT (which
-/// the same inflated estimates would switch on for every call).
-/// Not for connections that run other SQL (a step's own work, reports).
+/// the same inflated estimates would switch on for every call). The join
+/// order is not a setting: the statements reach every table through an
+/// index condition on the batch's own keys (`id = ANY(...)`, a `LATERAL`
+/// lookup of the run), so no order reads a whole table; a test plans them
+/// on near-empty tables and checks the plans after the tables grew.
+/// Measured against custom plans on the same cluster: about 1.4x the
+/// no-op throughput. Not for connections that run other SQL (a step's own
+/// work, reports).
 pub const ENGINE_SESSION: &[(&str, &str)] = &[
     ("plan_cache_mode", "force_generic_plan"),
     ("enable_seqscan", "off"),
