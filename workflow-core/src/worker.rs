@@ -252,8 +252,9 @@ impl<S: Store> Worker<S> {
         let mut claims: JoinSet<Claimed> = JoinSet::new();
         // Slots asked for by the claims in flight.
         let mut claiming = 0usize;
-        // Wake-ups seen so far: a claim that comes back short means "nothing
-        // more ready" only if no wake-up arrived while it was on its way.
+        // Wake-ups seen so far (notifications, polls, steps this worker
+        // made ready): a claim that comes back short means "nothing more
+        // ready" only if none arrived while it was on its way.
         let mut wake_seq = 0u64;
         let mut in_flight = 0usize;
         let mut done: Vec<StepCompletion> = Vec::new();
@@ -313,7 +314,10 @@ impl<S: Store> Worker<S> {
                 match self.flushed(items, result, &held, &mut done) {
                     Ok(promoted) => {
                         backoff.reset();
-                        more_ready |= promoted > 0;
+                        if promoted > 0 {
+                            more_ready = true;
+                            wake_seq += 1;
+                        }
                     }
                     Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
                 }
@@ -376,7 +380,10 @@ impl<S: Store> Worker<S> {
                     }
                 }
             } else {
-                more_ready |= self.claim_soon.swap(false, Ordering::Relaxed);
+                if self.claim_soon.swap(false, Ordering::Relaxed) {
+                    more_ready = true;
+                    wake_seq += 1;
+                }
                 let free = self.config.concurrency.saturating_sub(tasks.len() + claiming);
                 let backlog = done.len() + in_flight;
                 let now = tokio::time::Instant::now();
