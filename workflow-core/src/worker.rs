@@ -54,8 +54,8 @@ pub struct WorkerConfig {
     /// How long a finished plain step may wait for others to share its
     /// batch completion call, and a free slot for others before a claim.
     /// A completion batch goes out at once when it holds `concurrency`
-    /// steps, a claim when half the slots are free; either at once when no
-    /// step is running.
+    /// steps, a claim when its share of the slots (see `max_claims`) is
+    /// free; either at once when no step is running.
     pub batch_linger: Duration,
     /// Host name recorded in the worker registry.
     pub host: String,
@@ -392,9 +392,12 @@ impl<S: Store> Worker<S> {
                 } else if free_since.is_none() {
                     free_since = Some(now);
                 }
-                // Claims are batched too: one claim for many free slots, but
-                // at most a `max_claims`-th of the concurrency each, so the
-                // next claim is under way while the last batch runs.
+                // Claims are batched too: one claim for many free slots (a
+                // `max_claims`-th of the concurrency each, all of it by
+                // default), made when that share is free, when nothing runs,
+                // or when a free slot has waited its linger. (Claiming at
+                // half the share halved the claims and cost a third of the
+                // no-op throughput.)
                 let max_claims = self.config.max_claims.max(1);
                 let share = self.config.concurrency.div_ceil(max_claims);
                 let worth_it = free >= share
