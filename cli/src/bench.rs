@@ -466,8 +466,6 @@ impl Step for Probe {
 /// Pickup latency with an in-process worker, on one monotonic clock.
 async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
     let store = PgStore::new(connect::one_shot(url).await?);
-    let control = PgStore::new(connect::control(url, 3)?);
-    control.start_listener();
     let registry = Registry::new().step_type("bench.probe");
     // A queue of its own, so no other worker on the server takes the probes.
     let config = WorkerConfig {
@@ -477,6 +475,8 @@ async fn latency(url: &str, samples: usize) -> Result<(f64, f64)> {
         poll_interval: Duration::from_secs(5),
         ..WorkerConfig::default()
     };
+    let control = PgStore::new(connect::control(url, &config)?);
+    control.start_listener();
     let worker = Worker::new(Arc::new(control), registry.clone(), config, Resources::new())?;
     let stop = CancellationToken::new();
     let handle = tokio::spawn(worker.run(stop.clone()));

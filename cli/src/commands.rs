@@ -232,18 +232,6 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
     // Below the lease ttl, so a frozen worker's open transaction dies before
     // another worker needs its rows.
     let idle_tx = args.lease_ttl * 2 / 3;
-    // A connection for every claim and batch call that may be in flight,
-    // plus the heartbeat and the rescuer.
-    let control = connect::control(&url, args.max_flushes + args.max_claims + 2)?;
-    let work = connect::lazy(&url, args.concurrency + 2, Some(idle_tx))?;
-    let mut store = PgStore::new(control);
-    if args.notify == "off" {
-        store = store.without_notify();
-    }
-    let store = Arc::new(store);
-    let listener = store.start_listener();
-    let mut resources = Resources::new();
-    resources.insert(work);
     let config = WorkerConfig {
         queues: args.queues,
         concurrency: args.concurrency as usize,
@@ -256,6 +244,16 @@ async fn worker(url: Option<&str>, args: WorkerArgs, registry: Registry) -> Resu
         host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
         ..WorkerConfig::default()
     };
+    let control = connect::control(&url, &config)?;
+    let work = connect::lazy(&url, args.concurrency + 2, Some(idle_tx))?;
+    let mut store = PgStore::new(control);
+    if args.notify == "off" {
+        store = store.without_notify();
+    }
+    let store = Arc::new(store);
+    let listener = store.start_listener();
+    let mut resources = Resources::new();
+    resources.insert(work);
     let worker = Worker::new(store, registry, config, resources)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));

@@ -43,30 +43,50 @@ pub async fn one_shot(url: &str) -> Result<PgPool> {
 /// an unreachable database.
 /// `idle_tx` bounds how long a session may sit idle inside a transaction.
 pub fn lazy(url: &str, max: u32, idle_tx: Option<Duration>) -> Result<PgPool> {
-    let mut opts: PgConnectOptions = url.parse().with_context(|| format!("bad database URL {}", redact(url)))?;
+    let mut opts = parse(url)?;
     if let Some(t) = idle_tx {
         opts = opts.options([("idle_in_transaction_session_timeout", format!("{}ms", t.as_millis()))]);
     }
-    Ok(PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
+    Ok(lazy_pool(opts, max))
 }
 
-/// A lazy pool for a worker's control plane (claims, completions,
-/// heartbeats): the engine's session settings
+/// A lazy pool for one worker's control plane (claims, completions,
+/// heartbeats, its wake-up listener), sized for everything the worker may
+/// have in flight, with the engine's session settings
 /// ([`workflow_pg::ENGINE_SESSION`]) on every connection.
-pub fn control(url: &str, max: u32) -> Result<PgPool> {
-    let opts: PgConnectOptions = url.parse().with_context(|| format!("bad database URL {}", redact(url)))?;
-    let opts = opts.options(workflow_pg::ENGINE_SESSION.iter().copied());
-    Ok(PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
+pub fn control(url: &str, config: &workflow_core::WorkerConfig) -> Result<PgPool> {
+    let opts = parse(url)?.options(workflow_pg::ENGINE_SESSION.iter().copied());
+    // The listener keeps one connection of its own.
+    Ok(lazy_pool(opts, config.store_calls_in_flight() as u32 + 1))
+}
+
+fn parse(url: &str) -> Result<PgConnectOptions> {
+    url.parse().with_context(|| format!("bad database URL {}", redact(url)))
+}
+
+fn lazy_pool(opts: PgConnectOptions, max: u32) -> PgPool {
+    PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{control, redact};
+    use workflow_core::WorkerConfig;
 
     #[test]
     fn passwords_are_masked() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("postgres:///db?host=/tmp"), "postgres:///db?host=/tmp");
+    }
+
+    #[tokio::test]
+    async fn a_control_pool_has_a_connection_for_every_call_in_flight_and_the_listener() {
+        let url = "postgres://u@localhost/db";
+        let default = WorkerConfig::default();
+        // 1 claim + 4 batch calls + heartbeat + rescuer + listener.
+        assert_eq!(control(url, &default).unwrap().options().get_max_connections(), 8);
+        let wide = WorkerConfig { max_claims: 3, max_flushes: 8, ..WorkerConfig::default() };
+        assert_eq!(control(url, &wide).unwrap().options().get_max_connections(), 14);
     }
 }

@@ -55,11 +55,11 @@ pub async fn run(url: Option<&str>, args: DemoArgs, registry: Registry, out: &mu
     tokio::spawn(signals(shutdown.clone()));
     let mut workers = Vec::new();
     for _ in 0..args.workers {
-        let control = PgStore::new(connect::control(&url, 3)?);
+        let config = WorkerConfig { concurrency: 4, host: "demo".into(), ..WorkerConfig::default() };
+        let control = PgStore::new(connect::control(&url, &config)?);
         control.start_listener();
         let mut res = Resources::new();
         res.insert(connect::lazy(&url, 6, Some(Duration::from_secs(10)))?);
-        let config = WorkerConfig { concurrency: 4, host: "demo".into(), ..WorkerConfig::default() };
         let w = Worker::new(Arc::new(control), registry.clone(), config, res)?;
         workers.push(tokio::spawn(w.run(shutdown.clone())));
     }

@@ -223,11 +223,11 @@ pub async fn run_day(
     tokio::spawn(signals(shutdown.clone()));
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let control = PgStore::new(connect::control(url, 3)?);
+        let config = WorkerConfig { concurrency: 2, host: "etl".into(), ..WorkerConfig::default() };
+        let control = PgStore::new(connect::control(url, &config)?);
         control.start_listener();
         let mut res = Resources::new();
         res.insert(connect::lazy(url, 4, None)?);
-        let config = WorkerConfig { concurrency: 2, host: "etl".into(), ..WorkerConfig::default() };
         let w = Worker::new(Arc::new(control), registry.clone(), config, res)?;
         handles.push(tokio::spawn(w.run(shutdown.clone())));
     }

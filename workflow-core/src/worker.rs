@@ -61,6 +61,17 @@ pub struct WorkerConfig {
     pub host: String,
 }
 
+impl WorkerConfig {
+    /// Store calls this worker may have in flight at once: its claims and
+    /// batch completion calls, the heartbeat and the rescuer. A store on a
+    /// connection pool needs at least this many connections (plus any its
+    /// wake-up listener holds), or a claim waits for a connection behind
+    /// the batch calls.
+    pub fn store_calls_in_flight(&self) -> usize {
+        self.max_claims.max(1) + self.max_flushes.max(1) + 2
+    }
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
