@@ -172,6 +172,8 @@ pub async fn assert_invariants(pool: &PgPool) -> i64 {
     )
     .await;
     assert_eq!(open, 0, "the history shows every lease's end");
+    let queue = workflow_pg::queue_mismatches(pool).await.unwrap();
+    assert_eq!(queue, 0, "every step's ready-queue and lease rows agree with its status");
     dup
 }
 

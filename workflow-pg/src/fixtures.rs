@@ -31,7 +31,10 @@ pub async fn chains_insert(
                    CASE WHEN k = 0 THEN 'ready' ELSE 'blocked' END::wf.step_state,
                    (k > 0)::int, (k > 0)::int, 3, 3, 100, 1000
             FROM r CROSS JOIN generate_series(0, $3 - 1) AS k
-            RETURNING id, run_id, name, status
+            RETURNING id, run_id, name, status, queue, step_type, available_at
+         ), q AS (
+            INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+            SELECT id, queue, step_type, available_at FROM s WHERE status = 'ready'
          ), d AS (
             INSERT INTO wf.step_deps (step_id, depends_on)
             SELECT b.id, a.id FROM s a JOIN s b
@@ -72,7 +75,10 @@ pub async fn ballast_insert(conn: &mut PgConnection, queue: &str, n: i64, finish
                    CASE WHEN k < $2 THEN NULL ELSE now() END, CASE WHEN k < $2 THEN NULL ELSE now() END,
                    CASE WHEN k < $2 THEN NULL ELSE 'null'::jsonb END
             FROM r CROSS JOIN generate_series(0, $2 + $3 - 1) AS k
-            RETURNING id, run_id, status
+            RETURNING id, run_id, status, queue, step_type, available_at
+         ), q AS (
+            INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+            SELECT id, queue, step_type, available_at FROM s WHERE status = 'ready'
          )
          INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
          SELECT run_id, id, e.event, e.from_status::wf.step_state, e.to_status::wf.step_state, 1

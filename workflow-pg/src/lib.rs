@@ -28,7 +28,7 @@ mod steps;
 mod workers;
 
 pub use crate::error::interpret;
-pub use crate::schema::{MIGRATIONS_TABLE, migrator};
+pub use crate::schema::{MIGRATIONS_TABLE, migrator, queue_mismatches};
 
 use sqlx::PgPool;
 use std::sync::Arc;

@@ -128,7 +128,10 @@ pub(crate) async fn list(pool: &PgPool, f: RunsFilter) -> Result<Vec<RunInfo>, S
     rows.into_iter().map(run_info).collect()
 }
 
-/// Locks the run and returns its status, or `NotFound`.
+/// Locks the run and returns its status, or `NotFound`. Also locks the
+/// run's rows in the ready queue, waiting for claims that hold some: a claim
+/// locks a queue row before its step, and an operator action that locked a
+/// step first and then its queue row could deadlock with it.
 async fn lock_run(conn: &mut PgConnection, run: RunId) -> Result<RunState, StoreError> {
     let row: Option<(String,)> = sqlx::query_as("SELECT status::text FROM wf.runs WHERE id = $1 FOR UPDATE")
         .bind(run.0)
@@ -136,6 +139,14 @@ async fn lock_run(conn: &mut PgConnection, run: RunId) -> Result<RunState, Store
         .await
         .map_err(interpret)?;
     let (s,) = row.ok_or_else(|| StoreError::NotFound(format!("no run with id {run}")))?;
+    sqlx::query(
+        "SELECT q.step_id FROM wf.ready_queue q
+         WHERE q.step_id = ANY(ARRAY(SELECT id FROM wf.steps WHERE run_id = $1)) ORDER BY q.step_id FOR UPDATE",
+    )
+    .bind(run.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(interpret)?;
     RunState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("run status {s:?}")))
 }
 
@@ -175,7 +186,16 @@ async fn operator_move(
                                     ELSE s.max_attempts END,
                 finished_at = CASE WHEN $4 IN ('cancelled', 'skipped') THEN clock_timestamp() END
             FROM old WHERE s.id = old.id
-            RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token, old.status AS from_status, s.status
+            RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token, old.status AS from_status, s.status,
+                      s.queue, s.step_type, s.available_at
+         ), unqueued AS (
+            DELETE FROM wf.ready_queue q WHERE q.step_id = ANY(ARRAY(SELECT id FROM upd WHERE from_status = 'ready'))
+         ), unleased AS (
+            DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM upd WHERE from_status = 'running'))
+         ), queued AS (
+            -- No operator move starts from ready and ends there.
+            INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+            SELECT id, queue, step_type, available_at FROM upd WHERE status = 'ready'
          ), ev AS (
             INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, actor, reason)
             SELECT run_id, id, $3, from_status, status, attempt, worker_id, lease_token, $5, $6 FROM upd
@@ -243,7 +263,10 @@ async fn settle_run(conn: &mut PgConnection, p: &OperatorAction) -> Result<usize
                 finished_at = CASE WHEN trigger = 'all_succeeded' AND failed_deps > 0 THEN clock_timestamp() END
             WHERE run_id = $1 AND status = 'blocked'
               AND (pending_deps = 0 OR (trigger = 'all_succeeded' AND failed_deps > 0))
-            RETURNING id, run_id, status, attempt
+            RETURNING id, run_id, status, attempt, queue, step_type, available_at
+         ), queued AS (
+            INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+            SELECT id, queue, step_type, available_at FROM upd WHERE status = 'ready'
          )
          INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
          SELECT run_id, id, CASE WHEN status = 'ready' THEN 'deps_met' ELSE 'upstream_failed' END, 'blocked', status, attempt

@@ -40,3 +40,25 @@ pub async fn check(pool: &PgPool) -> Result<(), StoreError> {
         Some(_) => Ok(()),
     }
 }
+
+/// Counts the steps whose rows in `wf.ready_queue` and `wf.leases` disagree
+/// with their status, and queue or lease rows without a step: 0 in a
+/// consistent database. A step has a queue row (with its queue, type and
+/// `available_at`) exactly while it is ready, and a lease row exactly
+/// while it is running.
+pub async fn queue_mismatches(pool: &PgPool) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM wf.steps s
+                 LEFT JOIN wf.ready_queue q ON q.step_id = s.id
+                 LEFT JOIN wf.leases l ON l.step_id = s.id
+                 WHERE (s.status = 'ready') <> (q.step_id IS NOT NULL)
+                    OR (s.status = 'running') <> (l.step_id IS NOT NULL)
+                    OR (q.step_id IS NOT NULL AND (q.queue, q.step_type, q.available_at)
+                                              IS DISTINCT FROM (s.queue, s.step_type, s.available_at)))
+              + (SELECT count(*) FROM wf.ready_queue q WHERE NOT EXISTS (SELECT 1 FROM wf.steps s WHERE s.id = q.step_id))
+              + (SELECT count(*) FROM wf.leases l WHERE NOT EXISTS (SELECT 1 FROM wf.steps s WHERE s.id = l.step_id))",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(interpret)
+}

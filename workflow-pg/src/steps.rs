@@ -20,26 +20,31 @@ use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError};
 
 const CLAIM: &str = r#"
 WITH late AS MATERIALIZED (
-    SELECT id FROM wf.steps
-    WHERE status = 'ready' AND queue = $1 AND available_at >= $6 AND available_at < $7 AND step_type = ANY($2)
-    ORDER BY available_at, id
+    SELECT step_id FROM wf.ready_queue
+    WHERE queue = $1 AND available_at >= $6 AND available_at < $7 AND step_type = ANY($2)
+    ORDER BY available_at, step_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), next AS MATERIALIZED (
-    SELECT id FROM wf.steps
-    WHERE status = 'ready' AND queue = $1 AND (available_at, id) > ($7, $8) AND available_at <= now()
-      AND step_type = ANY($2)
-    ORDER BY available_at, id
+    SELECT step_id FROM wf.ready_queue
+    WHERE queue = $1 AND (available_at, step_id) > ($7, $8) AND available_at <= now() AND step_type = ANY($2)
+    ORDER BY available_at, step_id
     LIMIT $3 - (SELECT count(*) FROM late)
     FOR UPDATE SKIP LOCKED
+), taken AS (
+    DELETE FROM wf.ready_queue q
+    WHERE q.step_id = ANY(ARRAY(SELECT step_id FROM late UNION ALL SELECT step_id FROM next))
+    RETURNING q.step_id
 ), upd AS (
     UPDATE wf.steps s
     SET status = 'running', worker_id = $4, attempt = s.attempt + 1, lease_token = s.lease_token + 1,
         lease_expires_at = now() + $5 * interval '1 millisecond', started_at = clock_timestamp(),
         finished_at = NULL
-    WHERE s.id = ANY(ARRAY(SELECT id FROM late UNION ALL SELECT id FROM next))
+    WHERE s.id = ANY(ARRAY(SELECT step_id FROM taken)) AND s.status = 'ready'
     RETURNING s.id, s.run_id, s.name, s.step_type, s.definition, s.attempt, s.max_attempts, s.timeout_ms,
               s.backoff_ms, s.backoff_max_ms, s.lease_token, s.n_deps, s.available_at
+), leased AS (
+    INSERT INTO wf.leases (step_id) SELECT id FROM upd
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token)
     SELECT run_id, id, 'claimed', 'ready', 'running', attempt, $4, lease_token FROM upd
@@ -235,13 +240,13 @@ WITH input AS (
     UPDATE wf.steps s
     SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
     FROM input i
-    -- "Still running under this token". Written as lease_expires_at IS NOT
-    -- NULL (the same thing, by the table's CHECK) rather than status =
-    -- 'running', which would let a plan made on an empty table read the
-    -- whole steps_running index instead of the batch's keys.
+    -- "Still running under this token" (lease_expires_at is set exactly
+    -- while a step runs, by the table's CHECK).
     WHERE s.id = ANY($1) AND s.id = i.id AND s.lease_token = i.token AND s.lease_expires_at IS NOT NULL
     RETURNING s.id, s.run_id, s.name, s.attempt, s.worker_id, s.lease_token, i.expanded,
               (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
+), unleased AS (
+    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM done))
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
     SELECT run_id, id, CASE WHEN expanded THEN 'expanded' ELSE 'succeeded' END, 'running', 'succeeded',
@@ -261,13 +266,13 @@ WITH input AS (
     UPDATE wf.steps s
     SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
     FROM input i
-    -- "Still running under this token". Written as lease_expires_at IS NOT
-    -- NULL (the same thing, by the table's CHECK) rather than status =
-    -- 'running', which would let a plan made on an empty table read the
-    -- whole steps_running index instead of the batch's keys.
+    -- "Still running under this token" (lease_expires_at is set exactly
+    -- while a step runs, by the table's CHECK).
     WHERE s.id = ANY($1) AND s.id = i.id AND s.lease_token = i.token AND s.lease_expires_at IS NOT NULL
     RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
               (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
+), unleased AS (
+    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM done))
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
     SELECT run_id, id, 'succeeded', 'running', 'succeeded', attempt, worker_id, lease_token, ms FROM done
@@ -286,7 +291,10 @@ WITH input AS (
         available_at = clock_timestamp()
     FROM agg
     WHERE s.id = ANY(ARRAY(SELECT id FROM locked)) AND s.id = agg.step_id
-    RETURNING s.id, s.run_id, s.status, s.attempt
+    RETURNING s.id, s.run_id, s.status, s.attempt, s.queue, s.step_type, s.available_at
+), queued AS (
+    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+    SELECT id, queue, step_type, available_at FROM promo WHERE status = 'ready'
 ), pev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
     SELECT run_id, id, 'deps_met', 'blocked', 'ready', attempt FROM promo WHERE status = 'ready'
@@ -458,7 +466,10 @@ WITH ended AS (
                            THEN clock_timestamp() END
     FROM agg
     WHERE s.id = ANY(ARRAY(SELECT id FROM locked)) AND s.id = agg.step_id
-    RETURNING s.id, s.run_id, s.status, s.attempt
+    RETURNING s.id, s.run_id, s.status, s.attempt, s.queue, s.step_type, s.available_at
+), queued AS (
+    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+    SELECT id, queue, step_type, available_at FROM upd WHERE status = 'ready'
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
     SELECT run_id, id, CASE WHEN status = 'ready' THEN 'deps_met' ELSE 'upstream_failed' END, 'blocked', status, attempt
@@ -500,8 +511,13 @@ WITH upd AS (
         last_error = $5,
         finished_at = CASE WHEN $3 AND attempt < max_attempts THEN NULL ELSE clock_timestamp() END
     WHERE id = $1 AND lease_token = $2 AND status = 'running'
-    RETURNING id, run_id, status, attempt, worker_id, lease_token,
+    RETURNING id, run_id, status, attempt, worker_id, lease_token, queue, step_type, available_at,
               (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint AS ms
+), unleased AS (
+    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM upd))
+), queued AS (
+    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+    SELECT id, queue, step_type, available_at FROM upd WHERE status = 'ready'
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms, error)
     SELECT run_id, id, $6, 'running', status, attempt, worker_id, lease_token, ms, $5 FROM upd
@@ -557,8 +573,13 @@ pub(crate) async fn release(pool: &PgPool, p: StepsRelease) -> Result<usize, Sto
                     SET status = 'ready', attempt = s.attempt - 1, lease_expires_at = NULL, available_at = now()
                     FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
                     WHERE s.id = ANY($1) AND s.id = t.id AND s.lease_token = t.token AND s.status = 'running'
-                    RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
-                              (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+                    RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token, s.queue, s.step_type,
+                              s.available_at, (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+                 ), unleased AS (
+                    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM upd))
+                 ), queued AS (
+                    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+                    SELECT id, queue, step_type, available_at FROM upd
                  ), ev AS (
                     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
                     SELECT run_id, id, 'released', 'running', 'ready', attempt + 1, worker_id, lease_token, ms FROM upd
@@ -581,10 +602,10 @@ pub(crate) async fn release(pool: &PgPool, p: StepsRelease) -> Result<usize, Sto
 
 const RESCUE: &str = r#"
 WITH x AS MATERIALIZED (
-    SELECT id FROM wf.steps
-    WHERE status = 'running' AND lease_expires_at < now()
-    ORDER BY id LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    SELECT s.id FROM wf.leases l JOIN wf.steps s ON s.id = l.step_id
+    WHERE s.status = 'running' AND s.lease_expires_at < now()
+    ORDER BY s.id LIMIT $1
+    FOR UPDATE OF s SKIP LOCKED
 ), upd AS (
     UPDATE wf.steps s
     SET status = CASE WHEN s.attempt < s.max_attempts THEN 'ready' ELSE 'failed' END::wf.step_state,
@@ -593,8 +614,13 @@ WITH x AS MATERIALIZED (
         last_error = 'lease expired: worker ' || s.worker_id || ' stopped heartbeating',
         finished_at = CASE WHEN s.attempt < s.max_attempts THEN NULL ELSE clock_timestamp() END
     WHERE s.id = ANY(ARRAY(SELECT id FROM x))
-    RETURNING s.id, s.run_id, s.status, s.attempt, s.worker_id, s.lease_token, s.last_error,
-              (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+    RETURNING s.id, s.run_id, s.status, s.attempt, s.worker_id, s.lease_token, s.last_error, s.queue, s.step_type,
+              s.available_at, (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
+), unleased AS (
+    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM upd))
+), queued AS (
+    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+    SELECT id, queue, step_type, available_at FROM upd WHERE status = 'ready'
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms, error)
     SELECT run_id, id, 'lease_expired', 'running', status, attempt, worker_id, lease_token, ms, last_error FROM upd
@@ -684,7 +710,10 @@ pub(crate) async fn insert_steps(
             FROM unnest($3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::int[], $9::int[],
                         $10::bigint[], $11::bigint[], $12::bigint[])
                  AS t(name, step_type, definition, queue, trigger, n_deps, attempts, timeout_ms, backoff_ms, backoff_max_ms)
-            RETURNING id, run_id, name, status
+            RETURNING id, run_id, name, status, queue, step_type, available_at
+         ), queued AS (
+            INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
+            SELECT id, queue, step_type, available_at FROM ins WHERE status = 'ready'
          ), ev AS (
             INSERT INTO wf.step_events (run_id, step_id, event, to_status, attempt)
             SELECT run_id, id, 'created', status, 0 FROM ins
@@ -860,7 +889,7 @@ mod plan_shape {
     use serde_json::Value;
     use sqlx::PgPool;
 
-    const TABLES: &[&str] = &["runs", "steps", "step_events"];
+    const TABLES: &[&str] = &["runs", "steps", "step_events", "ready_queue", "leases"];
 
     fn unbounded_scans(node: &Value, found: &mut Vec<String>) {
         let kind = node["Node Type"].as_str().unwrap_or_default();

@@ -62,13 +62,19 @@ async fn a_step_ready_behind_the_hint_is_claimed_by_the_next_walk_from_the_head(
     let far = start(&store, 1).await;
     let fresh = start(&store, 1).await;
     for (run, back) in [(near, 100), (far, 10_000)] {
-        sqlx::query("UPDATE wf.steps SET available_at = $2 - $3 * interval '1 millisecond' WHERE run_id = $1")
-            .bind(run.0)
-            .bind(hint_at)
-            .bind(back)
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "WITH s AS (
+                UPDATE wf.steps SET available_at = $2 - $3 * interval '1 millisecond' WHERE run_id = $1
+                RETURNING id, available_at
+             )
+             UPDATE wf.ready_queue q SET available_at = s.available_at FROM s WHERE q.step_id = s.id",
+        )
+        .bind(run.0)
+        .bind(hint_at)
+        .bind(back)
+        .execute(&pool)
+        .await
+        .unwrap();
     }
     let (near_id, far_id, fresh_id) =
         (step_id(&pool, near).await, step_id(&pool, far).await, step_id(&pool, fresh).await);

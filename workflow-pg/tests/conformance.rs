@@ -10,39 +10,59 @@ async fn store(pool: PgPool) -> PgStore {
     PgStore::new(pool)
 }
 
+/// After each check: every step's queue and lease rows agree with its status.
+async fn consistent(store: &PgStore) {
+    let n = workflow_pg::queue_mismatches(store.pool()).await.expect("queue check");
+    assert_eq!(n, 0, "steps whose ready-queue or lease rows disagree with their status");
+}
+
 #[sqlx::test(migrations = false)]
 async fn happy_path_chain_and_fan_in(pool: PgPool) {
-    t::check_happy_path(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_happy_path(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn zombie_completion_is_rejected(pool: PgPool) {
-    t::check_stale_token_rejected(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_stale_token_rejected(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn expired_lease_is_rescued_then_fails_and_errors_back_off(pool: PgPool) {
-    t::check_retries(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_retries(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn failed_branch_does_not_block_others_and_resume_redoes_only_unfinished(pool: PgPool) {
-    t::check_failure_isolation_and_resume(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_failure_isolation_and_resume(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn same_idempotency_key_returns_same_run(pool: PgPool) {
-    t::check_idempotency_key(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_idempotency_key(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn fan_out_children_gate_the_parents_dependents(pool: PgPool) {
-    t::check_fan_out(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_fan_out(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn release_cancel_and_skip(pool: PgPool) {
-    t::check_release_cancel_skip(&store(pool).await).await;
+    let store = store(pool).await;
+    t::check_release_cancel_skip(&store).await;
+    consistent(&store).await;
 }
 
 #[sqlx::test(migrations = false)]
@@ -50,5 +70,6 @@ async fn store_follows_the_transition_function(pool: PgPool) {
     let store = store(pool).await;
     for seed in 1..=12 {
         t::check_follows_transition_function(&store, seed, 60).await;
+        consistent(&store).await;
     }
 }
