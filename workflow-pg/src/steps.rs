@@ -260,15 +260,17 @@ SELECT id, run_id, name, lease_token FROM done ORDER BY id
 /// promote dependents whose last upstream this was (locked in id order), and
 /// count the steps off their runs. Used when no completion expands.
 const COMPLETE_FAST: &str = r#"
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS t(id, token, output)
-), done AS (
+WITH done AS (
     UPDATE wf.steps s
-    SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
-    FROM input i
+    SET status = 'succeeded', output = ($3::jsonb[])[array_position($1::bigint[], s.id)],
+        finished_at = clock_timestamp(), lease_expires_at = NULL
     -- "Still running under this token" (lease_expires_at is set exactly
-    -- while a step runs, by the table's CHECK).
-    WHERE s.id = ANY($1) AND s.id = i.id AND s.lease_token = i.token AND s.lease_expires_at IS NOT NULL
+    -- while a step runs, by the table's CHECK). Each row finds its token
+    -- and output by its position in the arrays: a join with unnest() would
+    -- be a nested loop that reads the arrays again for every row (hash
+    -- joins are off, see ENGINE_SESSION).
+    WHERE s.id = ANY($1) AND s.lease_token = ($2::bigint[])[array_position($1::bigint[], s.id)]
+      AND s.lease_expires_at IS NOT NULL
     RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
               (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
 ), unleased AS (
@@ -276,21 +278,25 @@ WITH input AS (
 ), ev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
     SELECT run_id, id, 'succeeded', 'running', 'succeeded', attempt, worker_id, lease_token, ms FROM done
-), agg AS (
-    SELECT d.step_id, count(*)::int AS n FROM wf.step_deps d
-    WHERE d.depends_on = ANY(ARRAY(SELECT id FROM done)) GROUP BY d.step_id
+), agg AS MATERIALIZED (
+    -- One row: the dependents and how many of their upstreams ended here.
+    SELECT array_agg(step_id) AS ids, array_agg(n) AS ns FROM (
+        SELECT d.step_id, count(*)::int AS n FROM wf.step_deps d
+        WHERE d.depends_on = ANY(ARRAY(SELECT id FROM done)) GROUP BY d.step_id
+    ) g
 ), locked AS MATERIALIZED (
     SELECT s.id FROM wf.steps s
-    WHERE s.id = ANY(ARRAY(SELECT step_id FROM agg)) AND s.status = 'blocked' ORDER BY s.id FOR UPDATE OF s
+    WHERE s.id = ANY((SELECT ids FROM agg)::bigint[]) AND s.status = 'blocked' ORDER BY s.id FOR UPDATE OF s
 ), promo AS (
     UPDATE wf.steps s
-    SET pending_deps = s.pending_deps - agg.n,
-        status = CASE WHEN s.pending_deps - agg.n = 0 THEN 'ready' ELSE 'blocked' END::wf.step_state,
+    SET pending_deps = s.pending_deps - a.ns[array_position(a.ids, s.id)],
+        status = CASE WHEN s.pending_deps = a.ns[array_position(a.ids, s.id)] THEN 'ready'
+                      ELSE 'blocked' END::wf.step_state,
         -- The statement's clock, not the transaction's: a transactional
         -- step's transaction may have been open a while (see ClaimHints).
         available_at = clock_timestamp()
-    FROM agg
-    WHERE s.id = ANY(ARRAY(SELECT id FROM locked)) AND s.id = agg.step_id
+    FROM agg a
+    WHERE s.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING s.id, s.run_id, s.status, s.attempt, s.queue, s.step_type, s.available_at
 ), queued AS (
     INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
@@ -298,22 +304,26 @@ WITH input AS (
 ), pev AS (
     INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
     SELECT run_id, id, 'deps_met', 'blocked', 'ready', attempt FROM promo WHERE status = 'ready'
-), per_run AS (
-    SELECT run_id, count(*)::int AS n FROM done GROUP BY run_id
+), per_run AS MATERIALIZED (
+    -- One row: the runs and how many of their steps ended here.
+    SELECT array_agg(run_id) AS ids, array_agg(n) AS ns FROM (
+        SELECT run_id, count(*)::int AS n FROM done GROUP BY run_id
+    ) g
 ), runs AS (
     UPDATE wf.runs r
-    SET remaining = r.remaining - d.n,
+    SET remaining = r.remaining - d.ns[array_position(d.ids, r.id)],
         started_at = COALESCE(r.started_at, (SELECT min(e.at) FROM wf.step_events e
                                              WHERE e.run_id = r.id AND e.event = 'claimed')),
         status = CASE WHEN r.status = 'cancelled' THEN r.status
-                      WHEN r.remaining - d.n > 0 THEN 'running'
+                      WHEN r.remaining > d.ns[array_position(d.ids, r.id)] THEN 'running'
                       WHEN r.cancelled_steps > 0 THEN 'cancelled'
                       WHEN r.failed_steps > 0 THEN 'failed'
                       ELSE 'succeeded' END::wf.run_state,
         finished_at = CASE WHEN r.status = 'cancelled' THEN r.finished_at
-                           WHEN r.remaining - d.n > 0 THEN NULL
+                           WHEN r.remaining > d.ns[array_position(d.ids, r.id)] THEN NULL
                            ELSE clock_timestamp() END
-    FROM per_run d WHERE r.id = ANY(ARRAY(SELECT run_id FROM per_run)) AND r.id = d.run_id
+    FROM per_run d
+    WHERE r.id = ANY((SELECT ids FROM per_run)::uuid[])
 )
 SELECT id, lease_token, false AS promoted FROM done
 UNION ALL
