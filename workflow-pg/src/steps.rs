@@ -612,10 +612,13 @@ pub(crate) async fn release(pool: &PgPool, p: StepsRelease) -> Result<usize, Sto
 
 const RESCUE: &str = r#"
 WITH x AS MATERIALIZED (
-    SELECT s.id FROM wf.leases l JOIN wf.steps s ON s.id = l.step_id
-    WHERE s.status = 'running' AND s.lease_expires_at < now()
+    -- Driven by the lease rows (the running steps), never by a walk of
+    -- wf.steps: a join here let a plan read the whole steps index instead.
+    SELECT s.id FROM wf.steps s
+    WHERE s.id = ANY(ARRAY(SELECT step_id FROM wf.leases))
+      AND s.status = 'running' AND s.lease_expires_at < now()
     ORDER BY s.id LIMIT $1
-    FOR UPDATE OF s SKIP LOCKED
+    FOR UPDATE SKIP LOCKED
 ), upd AS (
     UPDATE wf.steps s
     SET status = CASE WHEN s.attempt < s.max_attempts THEN 'ready' ELSE 'failed' END::wf.step_state,
@@ -895,7 +898,7 @@ mod plan_shape {
     //! prefers reading its one page to a lookup per key, and no rewrite
     //! takes that choice away; such a plan lasts until the next ANALYZE.
 
-    use super::{CLAIM, COMPLETE_FAST, PROPAGATE};
+    use super::{CLAIM, COMPLETE_FAST, PROPAGATE, RESCUE};
     use serde_json::Value;
     use sqlx::PgPool;
 
@@ -904,7 +907,9 @@ mod plan_shape {
     fn unbounded_scans(node: &Value, found: &mut Vec<String>) {
         let kind = node["Node Type"].as_str().unwrap_or_default();
         let relation = node["Relation Name"].as_str().unwrap_or_default();
-        if TABLES.contains(&relation) {
+        // The rescuer reads every lease row (the running steps) on purpose.
+        let whole_leases = relation == "leases" && node["Parent Relationship"] == "InitPlan";
+        if TABLES.contains(&relation) && !whole_leases {
             let bounded = node.get("Index Cond").is_some() || kind == "ModifyTable";
             if !bounded {
                 found.push(format!("{kind} on {relation}"));
@@ -931,6 +936,7 @@ mod plan_shape {
             ),
             ("complete", "bigint[], bigint[], jsonb[]", COMPLETE_FAST, "'{1,2}', '{1,1}', '{null,null}'"),
             ("propagate", "bigint[], bool[]", PROPAGATE, "'{1,2}', '{t,f}'"),
+            ("rescue", "bigint", RESCUE, "100"),
         ];
         // Planned and cached while the tables hold one run, freshly
         // analyzed: the statistics say "one row", which is what makes a
