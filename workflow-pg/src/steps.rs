@@ -852,7 +852,11 @@ where
             Ok(v) => tx.commit().await.map(|()| v).map_err(|e| (is_conflict(&e), interpret(e))),
             Err(e) => {
                 let conflict = matches!(&e, StoreError::Unavailable(m) if m.starts_with("transaction conflict"));
-                drop(tx);
+                // Roll back now: a dropped transaction's ROLLBACK is only
+                // sent when its connection is next used, and until then its
+                // row locks (queue rows locked by `lock_run`, say) make
+                // claims skip those steps.
+                let _ = tx.rollback().await;
                 Err((conflict, e))
             }
         };
