@@ -161,7 +161,9 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         // Measure the steady state, not the one-off upkeep of a bulk load:
         // autovacuum would otherwise process millions of fresh rows, and a
         // checkpoint write them out, on the same two cores during the run.
-        sqlx::query("VACUUM (ANALYZE) wf.steps, wf.step_events, wf.runs").execute(&mut *conn).await?;
+        sqlx::query("VACUUM (ANALYZE) wf.steps, wf.step_events, wf.runs, wf.ready_queue, wf.leases")
+            .execute(&mut *conn)
+            .await?;
         if let Err(e) = sqlx::query("CHECKPOINT").execute(&mut *conn).await {
             eprintln!("  (no CHECKPOINT before the run: {e})");
         }
