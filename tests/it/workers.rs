@@ -247,3 +247,48 @@ async fn a_step_of_an_unregistered_type_waits_for_a_worker_that_has_it(pool: PgP
     old.stop().await;
     new.stop().await;
 }
+
+/// A step whose code panics.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Panics;
+
+#[typetag::serde(name = "test.panics")]
+#[async_trait::async_trait]
+impl workflow_core::Step for Panics {
+    async fn run(
+        &self,
+        _ctx: &workflow_core::StepContext,
+    ) -> Result<workflow_core::StepOutcome, workflow_core::StepError> {
+        panic!("the step's code broke")
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_panicking_step_is_a_failed_attempt_and_the_worker_goes_on(pool: PgPool) {
+    migrate(&pool).await;
+    let url = db_url(&pool).await;
+    let store = PgStore::new(pool.clone());
+    let run = store
+        .run_insert(plan(vec![
+            plan_step("boom", "panics", &[], Trigger::AllSucceeded, 2),
+            plan_step("after", "panics", &["boom"], Trigger::AllSucceeded, 1),
+        ]))
+        .await
+        .unwrap()
+        .id;
+    let noop = start_run(&store, "synthetic", &["steps=20", "effect=false"]).await;
+    let registry = wf_cli::builtin_registry().step_types(["test.panics"]);
+    let worker = start_worker(&url, registry, config(4, TTL)).await;
+    assert_eq!(wait_run(&store, run, Duration::from_secs(30)).await, RunState::Failed);
+    assert_eq!(wait_run(&store, noop, Duration::from_secs(30)).await, RunState::Succeeded, "the worker went on");
+    worker.stop().await;
+    let steps = store.steps_list(run).await.unwrap();
+    let boom = steps.iter().find(|s| s.name == "boom").unwrap();
+    assert_eq!(boom.status, workflow_core::StepState::Failed);
+    assert_eq!(boom.attempts, 2, "a panic is a retryable failure");
+    let error = boom.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("step panicked: the step's code broke"), "{error}");
+    let after = steps.iter().find(|s| s.name == "after").unwrap();
+    assert_eq!(after.status, workflow_core::StepState::UpstreamFailed);
+    assert_eq!(workflow_pg::queue_mismatches(&pool).await.unwrap(), 0);
+}
