@@ -31,13 +31,23 @@ async fn completion_in_the_steps_transaction_commits_with_it_once(pool: PgPool) 
     tx.rollback().await.unwrap();
     assert_eq!(store.run_get(run).await.unwrap().status, RunState::Running);
 
-    let mut tx = pool.begin().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET jit = on").execute(&mut *conn).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
     fence.complete_in(&mut tx, claimed[0].lease, &json!({"ok": true})).await.expect("lease holds");
+    assert_eq!(jit(&mut tx).await, "off", "no JIT for the completion (its estimates can pass the threshold)");
     assert_eq!(store.run_get(run).await.unwrap().status, RunState::Running, "nothing visible before commit");
     tx.commit().await.unwrap();
+    assert_eq!(jit(&mut conn).await, "on", "the connection's own setting after the transaction");
+    drop(conn);
     assert_eq!(store.run_get(run).await.unwrap().status, RunState::Succeeded);
 
     let mut tx = pool.begin().await.unwrap();
     let err = fence.complete_in(&mut tx, claimed[0].lease, &json!(null)).await.unwrap_err();
     assert!(matches!(err, workflow_core::StoreError::LeaseLost { .. }), "{err:?}");
+}
+
+async fn jit(conn: &mut sqlx::PgConnection) -> String {
+    let (v,): (String,) = sqlx::query_as("SELECT current_setting('jit')").fetch_one(conn).await.unwrap();
+    v
 }
