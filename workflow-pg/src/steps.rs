@@ -80,9 +80,9 @@ type ClaimRow = (
     DateTime<Utc>,
 );
 
-/// Where this store's claims of each queue got to in the ready index.
+/// Where this store's claims of each queue got to in `wf.ready_queue`.
 ///
-/// A claim walks `steps_ready` in (`available_at`, `id`) order, and the
+/// A claim walks `ready_queue_order` in (`available_at`, `step_id`) order, and the
 /// steps claimed since the last VACUUM leave their dead entries at the head
 /// of that order: after 100k claims an empty-queue claim read 495 index
 /// pages (2.7 ms), and every claim of a busy queue paid that walk. So a
