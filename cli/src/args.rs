@@ -33,7 +33,12 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade the database schema.
-    Migrate,
+    Migrate {
+        /// Upgrade the engine's schema even while workers are live (they
+        /// would keep running the statements of the schema they started on).
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a worker until SIGINT/SIGTERM.
     Worker(WorkerArgs),
     /// Start, inspect and operate one run.

@@ -48,9 +48,12 @@ pub async fn run(cli: Cli, registry: Registry) -> Result<ExitCode> {
     let json = cli.json;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Migrate => {
+        Command::Migrate { force } => {
             let url = connect::resolve(url.as_deref()).await?;
             let pool = connect::one_shot(&url).await?;
+            if !force {
+                refuse_upgrade_under_live_workers(&pool).await?;
+            }
             for m in crate::migrators() {
                 m.run(&pool).await.context("migration failed")?;
             }
@@ -335,4 +338,37 @@ async fn db(cmd: DbCommand, json: bool, out: &mut dyn Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A worker checks the schema version when it starts, not while it runs:
+/// upgrading the engine's schema under a live worker leaves it running the
+/// statements of the old one (migration 3, for one, moved the ready and
+/// running steps into tables of their own, which an older worker would not
+/// keep). Refuses unless no worker was seen in the last minute.
+async fn refuse_upgrade_under_live_workers(pool: &sqlx::PgPool) -> Result<()> {
+    let applied: Option<i64> =
+        match sqlx::query_scalar("SELECT max(version) FROM wf._migrations WHERE success").fetch_one(pool).await {
+            Ok(v) => v,
+            // No wf schema yet: nothing can be running on it.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+    let latest = workflow_pg::schema::latest_version();
+    let Some(from) = applied.filter(|&v| v < latest) else { return Ok(()) };
+    let live: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT host, pid FROM wf.workers
+         WHERE stopped_at IS NULL AND last_seen_at > now() - interval '60 seconds' ORDER BY host, pid",
+    )
+    .fetch_all(pool)
+    .await?;
+    if live.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = live.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    bail!(
+        "{} live worker(s) ({}): stop them before upgrading the wf schema from version {from} to {latest} \
+         (or pass --force)",
+        live.len(),
+        list.join(", ")
+    )
 }

@@ -135,3 +135,46 @@ fn feed_inspect_reports_counts_as_json_and_rejects_a_non_feed_in_one_line() {
     one_line_error(&wf(None, &["feed", "inspect", &format!("{fixtures}/mt940/invalid_statement.sta")]), 1, "error:");
     one_line_error(&wf(None, &["feed", "inspect", &format!("{fixtures}/csv/mint.csv")]), 1, "--profile");
 }
+
+/// `wf migrate` from schema version 2: refused while a worker is live (it
+/// would keep running the old statements), then moves the waiting and
+/// running steps into the ready queue and the lease table.
+#[sqlx::test(migrations = false)]
+async fn upgrading_waits_for_the_workers_and_keeps_every_waiting_step(pool: PgPool) {
+    let mut v2 = workflow_pg::migrator();
+    v2.migrations = v2.migrations.iter().filter(|m| m.version <= 2).cloned().collect::<Vec<_>>().into();
+    v2.run(&pool).await.expect("schema version 2");
+    sqlx::raw_sql(
+        "INSERT INTO wf.runs (id, workflow, workflow_version, correlation_id, created_by, remaining)
+         VALUES ('00000000-0000-7000-8000-000000000001', 'synthetic', 1, 'c', 'test', 3);
+         INSERT INTO wf.steps (run_id, name, step_type, definition, queue, trigger, status, max_attempts,
+                               policy_attempts, backoff_ms, backoff_max_ms, worker_id, lease_expires_at)
+         SELECT '00000000-0000-7000-8000-000000000001', 's' || k, 'synthetic.task', '{}', 'default',
+                'all_succeeded', s::wf.step_state, 3, 3, 100, 1000,
+                CASE WHEN s = 'running' THEN gen_random_uuid() END,
+                CASE WHEN s = 'running' THEN now() + interval '1 hour' END
+         FROM (VALUES (1, 'ready'), (2, 'running'), (3, 'ready')) AS t(k, s);
+         INSERT INTO wf.workers (id, host, pid, queues, step_types, concurrency)
+         VALUES (gen_random_uuid(), 'etl-1', 4242, '{default}', '{synthetic.task}', 8);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = db_url(&pool).await;
+    one_line_error(&wf(Some(&url), &["migrate"]), 1, "1 live worker(s) (etl-1:4242): stop them before upgrading");
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM wf._migrations").fetch_one(&pool).await.unwrap();
+    assert_eq!(version, 2, "nothing migrated");
+
+    sqlx::query("UPDATE wf.workers SET stopped_at = now()").execute(&pool).await.unwrap();
+    let done = wf(Some(&url), &["migrate"]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    let (queued, leased): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM wf.ready_queue), (SELECT count(*) FROM wf.leases)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((queued, leased), (2, 1), "the ready steps queued, the running one leased");
+    assert_eq!(workflow_pg::queue_mismatches(&pool).await.unwrap(), 0);
+    let again = wf(Some(&url), &["migrate"]);
+    assert!(again.status.success(), "nothing left to upgrade: {}", stderr(&again));
+}
