@@ -69,8 +69,11 @@ pub struct Row {
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// pgbench -N tps at 16 clients (or our own loop).
+    /// pgbench -N tps at 16 clients (or our own loop): the mean of the
+    /// runs before and after the scenarios.
     pub baseline_tps: f64,
+    /// Each baseline run (tps): before the scenarios, then after them.
+    pub baseline_runs_tps: Vec<f64>,
     /// How the baseline was measured.
     pub baseline: String,
     /// Durability settings in force.
@@ -96,6 +99,8 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
     }
     let settings = durability(&pool).await?;
     eprintln!("baseline: pgbench -N, 16 clients, 10 s ...");
+    // Measured again after the scenarios: one 10 s run moved by up to a
+    // quarter between runs on an idle cluster, more than the engine did.
     let (baseline_tps, baseline) = baseline(url).await?;
     let mut rows = Vec::new();
     let noop = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 0, "fail_rate": 0.0, "seed": 0, "effect": false}});
@@ -187,8 +192,15 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         eprintln!("recovery: kill -9 a worker holding a step (lease ttl {ttl} s) ...");
         Some(recovery(&bench_url, &pool).await?)
     };
+    eprintln!("baseline again: pgbench -N, 16 clients, 10 s ...");
+    let (after_tps, _) = self::baseline(url).await?;
+    let mean_tps = (baseline_tps + after_tps) / 2.0;
+    for row in &mut rows {
+        row.ratio = row.steps_per_s / mean_tps;
+    }
     let report = Report {
-        baseline_tps,
+        baseline_tps: mean_tps,
+        baseline_runs_tps: vec![baseline_tps, after_tps],
         baseline,
         settings,
         rows,
@@ -209,7 +221,7 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
 fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, i64), baseline: f64) -> Row {
     let sps = steps as f64 / seconds;
     eprintln!(
-        "  {steps} steps in {seconds:.2} s: {sps:.0} steps/s ({:.2}x baseline), duplicates {dups}",
+        "  {steps} steps in {seconds:.2} s: {sps:.0} steps/s ({:.2}x the first baseline), duplicates {dups}",
         sps / baseline
     );
     Row {
@@ -224,7 +236,14 @@ fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, 
 }
 
 fn print_report(out: &mut dyn Write, r: &Report) -> Result<()> {
-    writeln!(out, "baseline: {:.0} tps ({})", r.baseline_tps, r.baseline)?;
+    let runs: Vec<String> = r.baseline_runs_tps.iter().map(|t| format!("{t:.0}")).collect();
+    writeln!(
+        out,
+        "baseline: {:.0} tps, the mean of {} before and after the scenarios ({})",
+        r.baseline_tps,
+        runs.join(" and "),
+        r.baseline
+    )?;
     let s: Vec<String> = r.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(out, "settings: {}\n", s.join(" "))?;
     let mut t = comfy_table::Table::new();
