@@ -195,8 +195,8 @@ pub(crate) async fn extend(pool: &PgPool, p: LeasesExtend) -> Result<Vec<Lease>,
     let (ids, tokens) = split(&p.leases);
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "UPDATE wf.steps s SET lease_expires_at = now() + $3 * interval '1 millisecond'
-         FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-         WHERE s.id = ANY($1) AND s.id = t.id AND s.lease_token = t.token AND s.status = 'running'
+         WHERE s.id = ANY($1) AND s.lease_token = ($2::bigint[])[array_position($1::bigint[], s.id)]
+           AND s.status = 'running'
          RETURNING s.id, s.lease_token",
     )
     .bind(&ids)
@@ -234,16 +234,16 @@ pub(crate) async fn complete_batch(pool: &PgPool, p: StepsComplete) -> Result<St
 }
 
 const COMPLETE: &str = r#"
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[], $4::bool[]) AS t(id, token, output, expanded)
-), done AS (
+WITH done AS (
     UPDATE wf.steps s
-    SET status = 'succeeded', output = i.output, finished_at = clock_timestamp(), lease_expires_at = NULL
-    FROM input i
-    -- "Still running under this token" (lease_expires_at is set exactly
-    -- while a step runs, by the table's CHECK).
-    WHERE s.id = ANY($1) AND s.id = i.id AND s.lease_token = i.token AND s.lease_expires_at IS NOT NULL
-    RETURNING s.id, s.run_id, s.name, s.attempt, s.worker_id, s.lease_token, i.expanded,
+    SET status = 'succeeded', output = ($3::jsonb[])[array_position($1::bigint[], s.id)],
+        finished_at = clock_timestamp(), lease_expires_at = NULL
+    -- As in COMPLETE_FAST: still running under this token, the token and
+    -- output found by position.
+    WHERE s.id = ANY($1) AND s.lease_token = ($2::bigint[])[array_position($1::bigint[], s.id)]
+      AND s.lease_expires_at IS NOT NULL
+    RETURNING s.id, s.run_id, s.name, s.attempt, s.worker_id, s.lease_token,
+              ($4::bool[])[array_position($1::bigint[], s.id)] AS expanded,
               (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
 ), unleased AS (
     DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM done))
@@ -581,8 +581,8 @@ pub(crate) async fn release(pool: &PgPool, p: StepsRelease) -> Result<usize, Sto
                 "WITH upd AS (
                     UPDATE wf.steps s
                     SET status = 'ready', attempt = s.attempt - 1, lease_expires_at = NULL, available_at = now()
-                    FROM unnest($1::bigint[], $2::bigint[]) AS t(id, token)
-                    WHERE s.id = ANY($1) AND s.id = t.id AND s.lease_token = t.token AND s.status = 'running'
+                    WHERE s.id = ANY($1) AND s.lease_token = ($2::bigint[])[array_position($1::bigint[], s.id)]
+                      AND s.status = 'running'
                     RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token, s.queue, s.step_type,
                               s.available_at, (extract(epoch FROM clock_timestamp() - s.started_at) * 1000)::bigint AS ms
                  ), unleased AS (
