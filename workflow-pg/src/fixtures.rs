@@ -8,7 +8,10 @@ use workflow_core::StoreError;
 
 /// Inserts `runs` runs of workflow `workflow`, each a chain of `chain`
 /// steps of `step_type` with `definition` on `queue` (the first ready, the
-/// others blocked on their predecessor), with their `created` events.
+/// others blocked on their predecessor), with their `created` events, and
+/// wakes listening workers at commit as a real start does
+/// ([`Store::run_insert`](workflow_core::Store::run_insert)): without it
+/// they would find the runs only at their next poll.
 pub async fn chains_insert(
     conn: &mut PgConnection,
     workflow: &str,
@@ -53,7 +56,7 @@ pub async fn chains_insert(
     .execute(&mut *conn)
     .await
     .map_err(interpret)?;
-    Ok(())
+    crate::steps::notify(conn).await
 }
 
 /// Adds `n` ready steps on `queue` (which no worker serves) and `finished`
