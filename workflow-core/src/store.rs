@@ -183,7 +183,8 @@ pub struct StepCompletion {
     pub completion: Completion,
 }
 
-/// Completes a batch of plain steps in one transaction.
+/// Completes a batch of plain steps in one transaction, and optionally
+/// claims the next batch in the same call.
 #[derive(Clone, Debug)]
 pub struct StepsComplete {
     /// The worker that holds the leases.
@@ -193,10 +194,16 @@ pub struct StepsComplete {
     /// Send a wake-up only when more than this many steps became ready (the
     /// caller claims that many itself).
     pub notify_above: usize,
+    /// Also claim, after the completions are recorded: a worker whose
+    /// finished steps freed slots asks for their successors in the same
+    /// round trip (and, in a store that can, the same statement and
+    /// commit). The claim is made as by [`Store::steps_claim`] and need not
+    /// see the steps these completions promoted.
+    pub claim: Option<StepsClaim>,
 }
 
 /// The result of [`Store::steps_complete`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct StepsCompleted {
     /// Leases whose completion was recorded.
     pub completed: Vec<Lease>,
@@ -204,6 +211,8 @@ pub struct StepsCompleted {
     pub rejected: Vec<Lease>,
     /// Steps that became ready.
     pub promoted: usize,
+    /// What [`StepsComplete::claim`] claimed (empty without one).
+    pub claimed: Vec<ClaimedStep>,
 }
 
 /// Why an attempt failed.
@@ -422,7 +431,11 @@ pub trait Store: Send + Sync + 'static {
     fn leases_extend(&self, p: LeasesExtend) -> impl Future<Output = Result<Vec<Lease>, StoreError>> + Send;
 
     /// Records successes of plain steps in one transaction. A lease that no
-    /// longer holds is reported in `rejected` and has no effect.
+    /// longer holds is reported in `rejected` and has no effect. With
+    /// [`StepsComplete::claim`], then claims as [`Store::steps_claim`] does;
+    /// if the call fails, neither the completions nor the claim happened
+    /// (a store that makes them in two transactions reports the claim's
+    /// failure only through an empty `claimed`).
     fn steps_complete(&self, p: StepsComplete) -> impl Future<Output = Result<StepsCompleted, StoreError>> + Send;
 
     /// Records a failed attempt; [`StoreError::LeaseLost`] if the lease no longer holds.

@@ -62,6 +62,7 @@ pub async fn complete<S: Store>(store: &S, worker: WorkerId, lease: Lease, v: se
             worker,
             items: vec![StepCompletion { lease, completion: Completion::Output(v) }],
             notify_above: 0,
+            claim: None,
         })
         .await
         .expect("complete");
@@ -136,6 +137,99 @@ pub async fn check_happy_path<S: Store>(store: &S) {
     check_run_consistent(store, run).await;
     let events: Vec<String> =
         store.events_list(run, Some("c".into())).await.unwrap().into_iter().map(|e| e.event).collect();
+    assert_eq!(events, ["created", "deps_met", "claimed", "succeeded"]);
+}
+
+/// A completion call that also claims: the results are recorded, the
+/// claim takes other ready steps (not necessarily the dependents this call
+/// promoted, which a later claim finds), a lost lease's result is still
+/// rejected, and a claim of 0 or for types nobody has claims nothing.
+pub async fn check_complete_and_claim<S: Store>(store: &S) {
+    let w = WorkerId::new();
+    let chain = store
+        .run_insert(plan(vec![
+            plan_step("a", "x", &[], Trigger::AllSucceeded, 1),
+            plan_step("b", "x", &["a"], Trigger::AllSucceeded, 1),
+        ]))
+        .await
+        .unwrap()
+        .id;
+    let a = claim(store, w, &["x"], 1, TTL).await.remove(0);
+    assert_eq!(a.name, "a");
+    let mut singles = Vec::new();
+    for _ in 0..3 {
+        singles
+            .push(store.run_insert(plan(vec![plan_step("c", "x", &[], Trigger::AllSucceeded, 1)])).await.unwrap().id);
+    }
+    let next = |limit: u32, kinds: &[&str]| StepsClaim {
+        worker: w,
+        queues: vec![crate::step::DEFAULT_QUEUE.into()],
+        step_types: kinds.iter().map(|k| format!("test.{k}")).collect(),
+        limit,
+        lease_ttl: TTL,
+    };
+    let r = store
+        .steps_complete(StepsComplete {
+            worker: w,
+            items: vec![StepCompletion { lease: a.lease, completion: Completion::Output(json!("a")) }],
+            notify_above: usize::MAX,
+            claim: Some(next(2, &["x"])),
+        })
+        .await
+        .expect("complete and claim");
+    assert_eq!(r.completed, vec![a.lease]);
+    assert_eq!(r.promoted, 1, "b became ready");
+    assert_eq!(r.claimed.len(), 2, "the claim took two ready steps: {:?}", r.claimed);
+    assert_eq!(status(store, chain, "a").await, StepState::Succeeded);
+    let mut held: Vec<ClaimedStep> = r.claimed;
+    for c in &held {
+        assert_eq!(status(store, c.run_id, &c.name).await, StepState::Running, "{} is leased", c.name);
+        assert!(c.attempt == 1 && c.lease.token >= 1);
+    }
+    // The rest: the third single and b, whichever the first claim left.
+    let r = store
+        .steps_complete(StepsComplete {
+            worker: w,
+            items: vec![StepCompletion { lease: a.lease, completion: Completion::Output(json!("zombie")) }],
+            notify_above: usize::MAX,
+            claim: Some(next(10, &["x"])),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.rejected, vec![a.lease], "a result for a lease no longer held is rejected");
+    assert!(r.completed.is_empty());
+    held.extend(r.claimed);
+    let mut names: Vec<&str> = held.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["b", "c", "c", "c"], "every ready step claimed once");
+    let b = held.iter().find(|c| c.name == "b").unwrap();
+    assert_eq!(b.upstream["a"], json!("a"), "the claimed dependent sees its upstream's output");
+    let items: Vec<StepCompletion> =
+        held.iter().map(|c| StepCompletion { lease: c.lease, completion: Completion::Output(json!(c.name)) }).collect();
+    let r = store
+        .steps_complete(StepsComplete { worker: w, items, notify_above: usize::MAX, claim: Some(next(0, &["x"])) })
+        .await
+        .unwrap();
+    assert_eq!(r.completed.len(), 4);
+    assert!(r.claimed.is_empty(), "a claim of 0 claims nothing");
+    let extra = store.run_insert(plan(vec![plan_step("d", "x", &[], Trigger::AllSucceeded, 1)])).await.unwrap().id;
+    let r = store
+        .steps_complete(StepsComplete {
+            worker: w,
+            items: Vec::new(),
+            notify_above: usize::MAX,
+            claim: Some(next(5, &["unknown"])),
+        })
+        .await
+        .unwrap();
+    assert!(r.claimed.is_empty(), "only the types the worker has");
+    assert_eq!(status(store, extra, "d").await, StepState::Ready);
+    for run in singles.into_iter().chain([chain]) {
+        assert_eq!(store.run_get(run).await.unwrap().status, RunState::Succeeded);
+        check_run_consistent(store, run).await;
+    }
+    let events: Vec<String> =
+        store.events_list(chain, Some("b".into())).await.unwrap().into_iter().map(|e| e.event).collect();
     assert_eq!(events, ["created", "deps_met", "claimed", "succeeded"]);
 }
 
@@ -306,6 +400,7 @@ pub async fn check_fan_out<S: Store>(store: &S) {
             worker: w,
             items: vec![StepCompletion { lease: split.lease, completion: Completion::Expand(kids) }],
             notify_above: 0,
+            claim: None,
         })
         .await
         .unwrap();
@@ -428,6 +523,7 @@ pub async fn check_follows_transition_function<S: Store>(store: &S, seed: u64, e
                             worker: w,
                             items: vec![StepCompletion { lease: l, completion }],
                             notify_above: 0,
+                            claim: None,
                         })
                         .await
                         .unwrap();

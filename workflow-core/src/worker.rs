@@ -260,28 +260,23 @@ impl<S: Store> Worker<S> {
         let mut tasks: JoinSet<(Lease, Attempt, Duration)> = JoinSet::new();
         // Results are recorded by up to `max_flushes` concurrent batch calls,
         // so commits overlap (group commit) while the loop keeps claiming.
+        // A batch call also carries the next claim when one is due as it
+        // leaves: one round trip (and, in PostgreSQL, one statement and one
+        // commit) for the results and the work that takes their slots.
         let mut flushes: JoinSet<Flushed> = JoinSet::new();
-        // Claims run beside the loop too (up to `max_claims`): while one is
-        // on its way, the loop keeps settling and recording results.
+        // Claims of their own run beside the loop too (with those riding on
+        // batch calls, up to `max_claims`): while one is on its way, the
+        // loop keeps settling and recording results.
         let mut claims: JoinSet<Claimed> = JoinSet::new();
-        // Slots asked for by the claims in flight.
-        let mut claiming = 0usize;
-        // Wake-ups seen so far (notifications, polls, steps this worker
-        // made ready): a claim that comes back short means "nothing more
-        // ready" only if none arrived while it was on its way.
-        let mut wake_seq = 0u64;
+        let mut cs = ClaimState { more_ready: true, ..ClaimState::default() };
         let mut in_flight = 0usize;
         let mut done: Vec<StepCompletion> = Vec::new();
         // When the oldest result in `done` arrived.
         let mut done_since: Option<tokio::time::Instant> = None;
-        // When a slot became free with no claim made for it yet.
-        let mut free_since: Option<tokio::time::Instant> = None;
         let mut release: Vec<Lease> = Vec::new();
         let mut backoff = Backoff::new();
         let mut retry_flush_at: Option<tokio::time::Instant> = None;
-        let mut retry_claim_at: Option<tokio::time::Instant> = None;
         let mut grace_deadline: Option<tokio::time::Instant> = None;
-        let mut more_ready = true;
         // Set by the wait at the bottom of the loop, handled at the top.
         let mut woke_task: Option<(Lease, Attempt, Duration)> = None;
         let mut woke_flush: Option<Flushed> = None;
@@ -291,24 +286,14 @@ impl<S: Store> Worker<S> {
                 woke_claim.take().or_else(|| claims.try_join_next().map(|j| j.expect("claim tasks do not panic")))
             });
             for (asked, seq, result) in returned.collect::<Vec<_>>() {
-                claiming -= asked;
                 match result {
                     Ok(claimed) => {
                         backoff.reset();
-                        self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
-                        more_ready = claimed.len() == asked || wake_seq != seq;
-                        for c in claimed {
-                            if shutdown.is_cancelled() {
-                                // Claimed as the worker stopped: give it back untouched.
-                                release.push(c.lease);
-                            } else {
-                                self.spawn_attempt(c, &held, &mut tasks);
-                            }
-                        }
+                        self.claim_returned(&mut cs, asked, seq, claimed, shutdown, &held, &mut tasks, &mut release);
                     }
                     Err(e) => {
                         warn!(error = %e, "claim failed; backing off");
-                        retry_claim_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                        cs.failed(asked, tokio::time::Instant::now() + backoff.next_delay());
                     }
                 }
             }
@@ -323,20 +308,48 @@ impl<S: Store> Worker<S> {
             let flushed = std::iter::from_fn(|| {
                 woke_flush.take().or_else(|| flushes.try_join_next().map(|j| j.expect("flush tasks do not panic")))
             });
-            for (items, result) in flushed.collect::<Vec<_>>() {
+            for (items, mut result, attached) in flushed.collect::<Vec<_>>() {
                 in_flight -= items.len();
+                let claimed = result.as_mut().map(|r| std::mem::take(&mut r.claimed)).ok();
                 match self.flushed(items, result, &held, &mut done) {
                     Ok(promoted) => {
                         backoff.reset();
+                        if let (Some((asked, seq)), Some(claimed)) = (attached, claimed) {
+                            self.claim_returned(
+                                &mut cs,
+                                asked,
+                                seq,
+                                claimed,
+                                shutdown,
+                                &held,
+                                &mut tasks,
+                                &mut release,
+                            );
+                        }
                         if promoted > 0 {
-                            more_ready = true;
-                            wake_seq += 1;
+                            // Made ready by this call, so not seen by its claim.
+                            cs.woken();
                         }
                     }
-                    Err(()) => retry_flush_at = Some(tokio::time::Instant::now() + backoff.next_delay()),
+                    Err(()) => {
+                        let at = tokio::time::Instant::now() + backoff.next_delay();
+                        retry_flush_at = Some(at);
+                        if let Some((asked, _)) = attached {
+                            cs.failed(asked, at);
+                        }
+                    }
                 }
             }
             let now = tokio::time::Instant::now();
+            // Decided before the flush, so that the flush can carry it.
+            let mut ask = None;
+            if !shutdown.is_cancelled() {
+                if self.claim_soon.swap(false, Ordering::Relaxed) {
+                    cs.woken();
+                }
+                let free = self.config.concurrency.saturating_sub(tasks.len() + cs.asked);
+                ask = self.claim_due(&mut cs, free, done.len() + in_flight, tasks.is_empty(), now);
+            }
             let may_flush = retry_flush_at.is_none_or(|t| now >= t);
             if done.is_empty() {
                 done_since = None;
@@ -355,13 +368,22 @@ impl<S: Store> Worker<S> {
                 done_since = None;
                 let items = std::mem::take(&mut done);
                 in_flight += items.len();
-                let free = self.config.concurrency.saturating_sub(tasks.len() + claiming);
+                // The slots this worker fills itself before the claim below:
+                // a wake-up is sent only for ready steps beyond them.
+                let free = self.config.concurrency.saturating_sub(tasks.len() + cs.asked);
+                let claim = ask.take().map(|n| self.claim_params(&mut cs, n));
+                let attached = claim.as_ref().map(|c| (c.limit as usize, cs.wake_seq));
                 let (store, worker) = (self.store.clone(), self.id);
                 flushes.spawn(async move {
-                    let p = StepsComplete { worker, items: items.clone(), notify_above: free };
+                    let p = StepsComplete { worker, items: items.clone(), notify_above: free, claim };
                     let r = store.steps_complete(p).await;
-                    (items, r)
+                    (items, r, attached)
                 });
+            }
+            if let Some(n) = ask {
+                let p = self.claim_params(&mut cs, n);
+                let (store, seq) = (self.store.clone(), cs.wake_seq);
+                claims.spawn(async move { (n, seq, store.steps_claim(p).await) });
             }
             if !release.is_empty() {
                 match self.store.steps_release(StepsRelease { worker: self.id, leases: release.clone() }).await {
@@ -393,51 +415,6 @@ impl<S: Store> Worker<S> {
                         h.cancel.cancel();
                     }
                 }
-            } else {
-                if self.claim_soon.swap(false, Ordering::Relaxed) {
-                    more_ready = true;
-                    wake_seq += 1;
-                }
-                let free = self.config.concurrency.saturating_sub(tasks.len() + claiming);
-                let backlog = done.len() + in_flight;
-                let now = tokio::time::Instant::now();
-                if free == 0 {
-                    free_since = None;
-                } else if free_since.is_none() {
-                    free_since = Some(now);
-                }
-                // Claims are batched too: one claim for many free slots (a
-                // `max_claims`-th of the concurrency each, all of it by
-                // default), made when that share is free, when nothing runs,
-                // or when a free slot has waited its linger. (Claiming at
-                // half the share halved the claims and cost a third of the
-                // no-op throughput.)
-                let max_claims = self.config.max_claims.max(1);
-                let share = self.config.concurrency.div_ceil(max_claims);
-                let worth_it = free >= share
-                    || (tasks.is_empty() && claims.is_empty())
-                    || free_since.is_some_and(|t| now >= t + self.config.batch_linger);
-                if free > 0
-                    && more_ready
-                    && backlog < 4 * self.config.concurrency
-                    && worth_it
-                    && claims.len() < max_claims
-                    && retry_claim_at.is_none_or(|t| now >= t)
-                {
-                    free_since = None;
-                    retry_claim_at = None;
-                    let ask = free.min(share);
-                    claiming += ask;
-                    let p = StepsClaim {
-                        worker: self.id,
-                        queues: self.config.queues.clone(),
-                        step_types: self.registry.step_type_names().to_vec(),
-                        limit: ask as u32,
-                        lease_ttl: self.config.lease_ttl,
-                    };
-                    let (store, seq) = (self.store.clone(), wake_seq);
-                    claims.spawn(async move { (ask, seq, store.steps_claim(p).await) });
-                }
             }
             let flush_retry = async {
                 match retry_flush_at {
@@ -448,14 +425,15 @@ impl<S: Store> Worker<S> {
             let linger = done_since
                 .filter(|_| flushes.len() < self.config.max_flushes.max(1) && retry_flush_at.is_none())
                 .map(|t| t + self.config.batch_linger);
-            let claim_at = free_since
+            let claim_at = cs
+                .free_since
                 .filter(|_| {
-                    more_ready
+                    cs.more_ready
                         && !shutdown.is_cancelled()
                         && done.len() + in_flight < 4 * self.config.concurrency
-                        && claims.len() < self.config.max_claims.max(1)
+                        && cs.in_flight < self.config.max_claims.max(1)
                 })
-                .map(|t| retry_claim_at.map_or(t + self.config.batch_linger, |r| r.max(t + self.config.batch_linger)));
+                .map(|t| cs.retry_at.map_or(t + self.config.batch_linger, |r| r.max(t + self.config.batch_linger)));
             tokio::select! {
                 () = sleep_until_opt(linger), if linger.is_some() => {}
                 () = sleep_until_opt(claim_at), if claim_at.is_some() => {}
@@ -465,16 +443,85 @@ impl<S: Store> Worker<S> {
                 Some(joined) = flushes.join_next() => woke_flush = Some(joined.expect("flush tasks do not panic")),
                 Some(joined) = claims.join_next() => woke_claim = Some(joined.expect("claim tasks do not panic")),
                 () = flush_retry => {}
-                () = wakeups.notified() => {
-                    more_ready = true;
-                    wake_seq += 1;
-                }
-                () = tokio::time::sleep(self.config.poll_interval) => {
-                    more_ready = true;
-                    wake_seq += 1;
-                }
+                () = wakeups.notified() => cs.woken(),
+                () = tokio::time::sleep(self.config.poll_interval) => cs.woken(),
                 () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
                 () = sleep_until_opt(grace_deadline.filter(|d| *d > tokio::time::Instant::now())), if shutdown.is_cancelled() => {}
+            }
+        }
+    }
+
+    /// How many slots to claim now, if a claim is due: one claim for many
+    /// free slots (a `max_claims`-th of the concurrency each, all of it by
+    /// default), made when that share is free, when nothing runs, or when a
+    /// free slot has waited its linger. (Claiming at half the share halved
+    /// the claims and cost a third of the no-op throughput.)
+    fn claim_due(
+        &self,
+        cs: &mut ClaimState,
+        free: usize,
+        backlog: usize,
+        nothing_runs: bool,
+        now: tokio::time::Instant,
+    ) -> Option<usize> {
+        if free == 0 {
+            cs.free_since = None;
+        } else if cs.free_since.is_none() {
+            cs.free_since = Some(now);
+        }
+        let max_claims = self.config.max_claims.max(1);
+        let share = self.config.concurrency.div_ceil(max_claims);
+        let worth_it = free >= share
+            || (nothing_runs && cs.in_flight == 0)
+            || cs.free_since.is_some_and(|t| now >= t + self.config.batch_linger);
+        (free > 0
+            && cs.more_ready
+            && backlog < 4 * self.config.concurrency
+            && worth_it
+            && cs.in_flight < max_claims
+            && cs.retry_at.is_none_or(|t| now >= t))
+        .then(|| free.min(share))
+    }
+
+    /// A claim for `n` slots, counted as in flight.
+    fn claim_params(&self, cs: &mut ClaimState, n: usize) -> StepsClaim {
+        cs.free_since = None;
+        cs.retry_at = None;
+        cs.asked += n;
+        cs.in_flight += 1;
+        StepsClaim {
+            worker: self.id,
+            queues: self.config.queues.clone(),
+            step_types: self.registry.step_type_names().to_vec(),
+            limit: n as u32,
+            lease_ttl: self.config.lease_ttl,
+        }
+    }
+
+    /// Starts what a claim returned (or gives it back, if the worker is
+    /// stopping).
+    #[allow(clippy::too_many_arguments)]
+    fn claim_returned(
+        &self,
+        cs: &mut ClaimState,
+        asked: usize,
+        seq: u64,
+        claimed: Vec<ClaimedStep>,
+        shutdown: &CancellationToken,
+        held: &HeldMap,
+        tasks: &mut JoinSet<(Lease, Attempt, Duration)>,
+        release: &mut Vec<Lease>,
+    ) {
+        cs.asked -= asked;
+        cs.in_flight -= 1;
+        self.stats.claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
+        cs.more_ready = claimed.len() == asked || cs.wake_seq != seq;
+        for c in claimed {
+            if shutdown.is_cancelled() {
+                // Claimed as the worker stopped: give it back untouched.
+                release.push(c.lease);
+            } else {
+                self.spawn_attempt(c, held, tasks);
             }
         }
     }
@@ -794,7 +841,44 @@ async fn rescue_loop<S: Store>(store: Arc<S>, every: Duration, healthy: Arc<Atom
     }
 }
 
-type Flushed = (Vec<StepCompletion>, Result<crate::store::StepsCompleted, StoreError>);
+/// A batch call's answer: the results it carried, what the store did, and
+/// for a claim riding on it the slots asked for and the wake-up count when
+/// it left.
+type Flushed = (Vec<StepCompletion>, Result<crate::store::StepsCompleted, StoreError>, Option<(usize, u64)>);
+
+/// The main loop's claim bookkeeping.
+#[derive(Debug, Default)]
+struct ClaimState {
+    /// Claims in flight, their own calls and those riding on batch calls.
+    in_flight: usize,
+    /// Slots they asked for.
+    asked: usize,
+    /// Wake-ups seen so far (notifications, polls, steps this worker made
+    /// ready): a claim that comes back short means "nothing more ready"
+    /// only if none arrived while it was on its way.
+    wake_seq: u64,
+    /// Ready work may be waiting.
+    more_ready: bool,
+    /// When a slot became free with no claim made for it yet.
+    free_since: Option<tokio::time::Instant>,
+    /// After a failed claim, the next one not before this.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl ClaimState {
+    /// Ready work may have appeared.
+    fn woken(&mut self) {
+        self.more_ready = true;
+        self.wake_seq += 1;
+    }
+
+    /// A claim of `asked` slots failed; the next one waits until `retry_at`.
+    fn failed(&mut self, asked: usize, retry_at: tokio::time::Instant) {
+        self.asked -= asked;
+        self.in_flight -= 1;
+        self.retry_at = Some(retry_at);
+    }
+}
 
 /// A claim's answer: slots asked for, the wake-up count when it left, and the steps.
 type Claimed = (usize, u64, Result<Vec<ClaimedStep>, StoreError>);

@@ -9,7 +9,9 @@
 //!
 //! * [`schema`]: the embedded migrations and the start-up version check.
 //! * `runs`: starting runs, reading them, operator actions.
-//! * `steps`: claim, heartbeat, complete, fail, release, rescue, fan-in.
+//! * `cycle`: the hot path, one statement that records plain completions
+//!   and claims the next batch.
+//! * `steps`: heartbeat, fan-out completion, fail, release, rescue, fan-in.
 //! * `history`, `workers`: the step history and the worker registry.
 //! * `notify`: the listener that turns NOTIFY into wake-ups.
 //! * `error`: maps `sqlx::Error` to [`StoreError`] once.
@@ -18,6 +20,7 @@
 //! [`Store`]: workflow_core::Store
 //! [`StoreError`]: workflow_core::StoreError
 
+mod cycle;
 mod error;
 pub mod fixtures;
 mod history;
@@ -74,7 +77,7 @@ pub struct PgStore {
     pool: PgPool,
     wakeups: Arc<tokio::sync::Notify>,
     notify: bool,
-    hints: Arc<steps::ClaimHints>,
+    hints: Arc<cycle::ClaimHints>,
 }
 
 impl PgStore {
@@ -122,7 +125,7 @@ impl workflow_core::Store for PgStore {
     }
 
     async fn steps_claim(&self, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
-        steps::claim(&self.pool, &self.hints, p).await
+        cycle::claim(&self.pool, &self.hints, p).await
     }
 
     async fn leases_extend(&self, p: LeasesExtend) -> Result<Vec<Lease>, StoreError> {
@@ -134,7 +137,7 @@ impl workflow_core::Store for PgStore {
         if !self.notify {
             p.notify_above = usize::MAX;
         }
-        steps::complete_batch(&self.pool, p).await
+        cycle::complete_batch(&self.pool, &self.hints, p).await
     }
 
     async fn step_fail(&self, p: StepFail) -> Result<StepState, StoreError> {

@@ -1,4 +1,6 @@
-//! Steps: claim, heartbeat, complete, fail, release, rescue, and fan-in.
+//! Steps: heartbeat, fan-out completion, fail, release, rescue, fan-in,
+//! and inserting a run's steps. (The hot path, claims and plain
+//! completions, is in `cycle`.)
 //!
 //! Every transition is guarded in its `WHERE` clause (`status = 'running'
 //! AND lease_token = $token` for a leased step); a guard that matches no row
@@ -9,185 +11,12 @@
 
 use crate::error::is_conflict;
 use crate::interpret;
-use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 use workflow_core::store::*;
-use workflow_core::{Lease, RetryPolicy, RunId, StepId, StepState, StoreError};
-
-const CLAIM: &str = r#"
-WITH late AS MATERIALIZED (
-    SELECT step_id FROM wf.ready_queue
-    WHERE queue = $1 AND available_at >= $6 AND available_at < $7 AND step_type = ANY($2)
-    ORDER BY available_at, step_id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-), next AS MATERIALIZED (
-    SELECT step_id FROM wf.ready_queue
-    WHERE queue = $1 AND (available_at, step_id) > ($7, $8) AND available_at <= now() AND step_type = ANY($2)
-    ORDER BY available_at, step_id
-    LIMIT $3 - (SELECT count(*) FROM late)
-    FOR UPDATE SKIP LOCKED
-), taken AS (
-    DELETE FROM wf.ready_queue q
-    WHERE q.step_id = ANY(ARRAY(SELECT step_id FROM late UNION ALL SELECT step_id FROM next))
-    RETURNING q.step_id
-), upd AS (
-    UPDATE wf.steps s
-    SET status = 'running', worker_id = $4, attempt = s.attempt + 1, lease_token = s.lease_token + 1,
-        lease_expires_at = now() + $5 * interval '1 millisecond', started_at = clock_timestamp(),
-        finished_at = NULL
-    WHERE s.id = ANY(ARRAY(SELECT step_id FROM taken)) AND s.status = 'ready'
-    RETURNING s.id, s.run_id, s.name, s.step_type, s.definition, s.attempt, s.max_attempts, s.timeout_ms,
-              s.backoff_ms, s.backoff_max_ms, s.lease_token, s.n_deps, s.available_at
-), leased AS (
-    INSERT INTO wf.leases (step_id) SELECT id FROM upd
-), ev AS (
-    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token)
-    SELECT run_id, id, 'claimed', 'ready', 'running', attempt, $4, lease_token FROM upd
-)
-SELECT upd.id, upd.run_id, upd.name, upd.step_type, upd.definition, upd.attempt, upd.max_attempts,
-       upd.timeout_ms, upd.backoff_ms, upd.backoff_max_ms, upd.lease_token,
-       r.workflow, r.correlation_id,
-       CASE WHEN upd.n_deps > 0 THEN (
-           SELECT jsonb_object_agg(u.name, u.output) FROM wf.steps u
-           WHERE u.id = ANY(ARRAY(SELECT d.depends_on FROM wf.step_deps d WHERE d.step_id = upd.id))) END AS upstream,
-       upd.available_at
-FROM upd CROSS JOIN LATERAL (
-    SELECT r.workflow, r.correlation_id FROM wf.runs r WHERE r.id = upd.run_id OFFSET 0
-) r
-ORDER BY upd.id
-"#;
-
-type ClaimRow = (
-    i64,
-    Uuid,
-    String,
-    String,
-    serde_json::Value,
-    i32,
-    i32,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    Option<sqlx::types::Json<BTreeMap<String, serde_json::Value>>>,
-    DateTime<Utc>,
-);
-
-/// Where this store's claims of each queue got to in `wf.ready_queue`.
-///
-/// A claim walks `ready_queue_order` in (`available_at`, `step_id`) order, and the
-/// steps claimed since the last VACUUM leave their dead entries at the head
-/// of that order: after 100k claims an empty-queue claim read 495 index
-/// pages (2.7 ms), and every claim of a busy queue paid that walk. So a
-/// claim reads two ranges: from just after the newest key this store
-/// claimed in that queue, and the [`HINT_MARGIN`] of `available_at` before
-/// it, for steps made ready by transactions that were still open when
-/// that key was claimed (promotions take the statement's clock, so they
-/// land within it). Once every [`FULL_SCAN_EVERY`] a claim walks the queue
-/// from the head instead, in FIFO order: a step that became ready further
-/// behind the hint waits at most until then.
-#[derive(Debug, Default)]
-pub(crate) struct ClaimHints {
-    by_queue: Mutex<HashMap<String, Hint>>,
-}
-
-#[derive(Debug)]
-struct Hint {
-    newest: (DateTime<Utc>, i64),
-    full_scan_at: Instant,
-}
-
-/// How much `available_at` before the hint a hinted claim also reads.
-pub(crate) const HINT_MARGIN: Duration = Duration::from_millis(250);
-/// How often a claim walks its queue from the head regardless of the hint.
-pub(crate) const FULL_SCAN_EVERY: Duration = Duration::from_secs(1);
-
-impl ClaimHints {
-    /// The key the next claim of `queue` reads from, or `None` for a walk
-    /// from the head.
-    fn floor(&self, queue: &str) -> Option<(DateTime<Utc>, i64)> {
-        let map = self.by_queue.lock().expect("claim hints");
-        let h = map.get(queue)?;
-        (h.full_scan_at.elapsed() < FULL_SCAN_EVERY).then_some(h.newest)
-    }
-
-    fn record(&self, queue: &str, full_scan: bool, newest: Option<(DateTime<Utc>, i64)>) {
-        let mut map = self.by_queue.lock().expect("claim hints");
-        match map.get_mut(queue) {
-            Some(h) => {
-                if full_scan {
-                    h.full_scan_at = Instant::now();
-                }
-                if let Some(n) = newest {
-                    h.newest = h.newest.max(n);
-                }
-            }
-            None if full_scan => {
-                let newest = newest.unwrap_or((DateTime::UNIX_EPOCH, 0));
-                map.insert(queue.to_owned(), Hint { newest, full_scan_at: Instant::now() });
-            }
-            None => {}
-        }
-    }
-}
-
-/// Claims up to `limit` ready steps of the given queues (one statement per
-/// queue, in order, until the limit is reached) and types, with the outputs
-/// of their upstream steps.
-pub(crate) async fn claim(pool: &PgPool, hints: &ClaimHints, p: StepsClaim) -> Result<Vec<ClaimedStep>, StoreError> {
-    let mut rows: Vec<ClaimRow> = Vec::new();
-    for queue in &p.queues {
-        let left = i64::from(p.limit) - rows.len() as i64;
-        if left <= 0 {
-            break;
-        }
-        let floor = hints.floor(queue);
-        // A walk from the head: an empty late window, then every key.
-        let (at, id) = floor.unwrap_or((DateTime::UNIX_EPOCH, 0));
-        let late_from = if floor.is_some() { at - HINT_MARGIN } else { at };
-        let got: Vec<ClaimRow> = sqlx::query_as(CLAIM)
-            .bind(queue)
-            .bind(&p.step_types)
-            .bind(left)
-            .bind(p.worker.0)
-            .bind(millis(p.lease_ttl))
-            .bind(late_from)
-            .bind(at)
-            .bind(id)
-            .fetch_all(pool)
-            .await
-            .map_err(interpret)?;
-        hints.record(queue, floor.is_none(), got.iter().map(|r| (r.14, r.0)).max());
-        rows.extend(got);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| ClaimedStep {
-            lease: Lease { step: StepId(r.0), token: r.10 },
-            run_id: RunId(r.1),
-            name: r.2,
-            step_type: r.3,
-            definition: r.4,
-            attempt: r.5 as u32,
-            retry: RetryPolicy {
-                max_attempts: r.6 as u32,
-                initial_backoff: Duration::from_millis(r.8 as u64),
-                max_backoff: Duration::from_millis(r.9 as u64),
-                timeout: r.7.map(|t| Duration::from_millis(t as u64)),
-            },
-            workflow: r.11,
-            correlation_id: r.12,
-            upstream: r.13.map(|j| j.0).unwrap_or_default(),
-        })
-        .collect())
-}
+use workflow_core::{Lease, StepId, StepState, StoreError};
 
 /// Extends the exact (id, token) pairs; returns those that still hold.
 /// Touches only `lease_expires_at`, which no index covers: a HOT update.
@@ -206,31 +35,6 @@ pub(crate) async fn extend(pool: &PgPool, p: LeasesExtend) -> Result<Vec<Lease>,
     .await
     .map_err(interpret)?;
     Ok(rows.into_iter().map(|(id, token)| Lease { step: StepId(id), token }).collect())
-}
-
-/// Completes a batch in one transaction, retrying on deadlock.
-/// A batch without fan-out is one statement on its own (no BEGIN/COMMIT
-/// round trips); the wake-up, when needed, follows its commit, so woken
-/// workers already see the promoted steps.
-pub(crate) async fn complete_batch(pool: &PgPool, p: StepsComplete) -> Result<StepsCompleted, StoreError> {
-    if !p.items.iter().all(|i| matches!(i.completion, Completion::Output(_))) {
-        return with_tx(pool, |conn| Box::pin(complete_on(conn, p.items.clone(), p.notify_above))).await;
-    }
-    let mut conn = pool.acquire().await.map_err(interpret)?;
-    let mut tries = 0;
-    let r = loop {
-        tries += 1;
-        match complete_fast(&mut conn, p.items.clone(), usize::MAX).await {
-            Err(StoreError::Unavailable(m)) if m.starts_with("transaction conflict") && tries < 8 => {
-                tokio::time::sleep(conflict_pause(tries)).await;
-            }
-            r => break r?,
-        }
-    };
-    if r.promoted > p.notify_above {
-        notify(&mut conn).await?;
-    }
-    Ok(r)
 }
 
 const COMPLETE: &str = r#"
@@ -256,80 +60,6 @@ WITH done AS (
 SELECT id, run_id, name, lease_token FROM done ORDER BY id
 "#;
 
-/// The whole success path in one statement: record the outputs and events,
-/// promote dependents whose last upstream this was (locked in id order), and
-/// count the steps off their runs. Used when no completion expands.
-const COMPLETE_FAST: &str = r#"
-WITH done AS (
-    UPDATE wf.steps s
-    SET status = 'succeeded', output = ($3::jsonb[])[array_position($1::bigint[], s.id)],
-        finished_at = clock_timestamp(), lease_expires_at = NULL
-    -- "Still running under this token" (lease_expires_at is set exactly
-    -- while a step runs, by the table's CHECK). Each row finds its token
-    -- and output by its position in the arrays: a join with unnest() would
-    -- be a nested loop that reads the arrays again for every row (hash
-    -- joins are off, see ENGINE_SESSION).
-    WHERE s.id = ANY($1) AND s.lease_token = ($2::bigint[])[array_position($1::bigint[], s.id)]
-      AND s.lease_expires_at IS NOT NULL
-    RETURNING s.id, s.run_id, s.attempt, s.worker_id, s.lease_token,
-              (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint AS ms
-), unleased AS (
-    DELETE FROM wf.leases l WHERE l.step_id = ANY(ARRAY(SELECT id FROM done))
-), ev AS (
-    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt, worker_id, lease_token, duration_ms)
-    SELECT run_id, id, 'succeeded', 'running', 'succeeded', attempt, worker_id, lease_token, ms FROM done
-), agg AS MATERIALIZED (
-    -- One row: the dependents and how many of their upstreams ended here.
-    SELECT array_agg(step_id) AS ids, array_agg(n) AS ns FROM (
-        SELECT d.step_id, count(*)::int AS n FROM wf.step_deps d
-        WHERE d.depends_on = ANY(ARRAY(SELECT id FROM done)) GROUP BY d.step_id
-    ) g
-), locked AS MATERIALIZED (
-    SELECT s.id FROM wf.steps s
-    WHERE s.id = ANY((SELECT ids FROM agg)::bigint[]) AND s.status = 'blocked' ORDER BY s.id FOR UPDATE OF s
-), promo AS (
-    UPDATE wf.steps s
-    SET pending_deps = s.pending_deps - a.ns[array_position(a.ids, s.id)],
-        status = CASE WHEN s.pending_deps = a.ns[array_position(a.ids, s.id)] THEN 'ready'
-                      ELSE 'blocked' END::wf.step_state,
-        -- The statement's clock, not the transaction's: a transactional
-        -- step's transaction may have been open a while (see ClaimHints).
-        available_at = clock_timestamp()
-    FROM agg a
-    WHERE s.id = ANY(ARRAY(SELECT id FROM locked))
-    RETURNING s.id, s.run_id, s.status, s.attempt, s.queue, s.step_type, s.available_at
-), queued AS (
-    INSERT INTO wf.ready_queue (step_id, queue, step_type, available_at)
-    SELECT id, queue, step_type, available_at FROM promo WHERE status = 'ready'
-), pev AS (
-    INSERT INTO wf.step_events (run_id, step_id, event, from_status, to_status, attempt)
-    SELECT run_id, id, 'deps_met', 'blocked', 'ready', attempt FROM promo WHERE status = 'ready'
-), per_run AS MATERIALIZED (
-    -- One row: the runs and how many of their steps ended here.
-    SELECT array_agg(run_id) AS ids, array_agg(n) AS ns FROM (
-        SELECT run_id, count(*)::int AS n FROM done GROUP BY run_id
-    ) g
-), runs AS (
-    UPDATE wf.runs r
-    SET remaining = r.remaining - d.ns[array_position(d.ids, r.id)],
-        started_at = COALESCE(r.started_at, (SELECT min(e.at) FROM wf.step_events e
-                                             WHERE e.run_id = r.id AND e.event = 'claimed')),
-        status = CASE WHEN r.status = 'cancelled' THEN r.status
-                      WHEN r.remaining > d.ns[array_position(d.ids, r.id)] THEN 'running'
-                      WHEN r.cancelled_steps > 0 THEN 'cancelled'
-                      WHEN r.failed_steps > 0 THEN 'failed'
-                      ELSE 'succeeded' END::wf.run_state,
-        finished_at = CASE WHEN r.status = 'cancelled' THEN r.finished_at
-                           WHEN r.remaining > d.ns[array_position(d.ids, r.id)] THEN NULL
-                           ELSE clock_timestamp() END
-    FROM per_run d
-    WHERE r.id = ANY((SELECT ids FROM per_run)::uuid[])
-)
-SELECT id, lease_token, false AS promoted FROM done
-UNION ALL
-SELECT id, 0, true FROM promo WHERE status = 'ready'
-"#;
-
 /// Completes steps inside the caller's open transaction: records results,
 /// inserts fan-out children, promotes dependents, updates run counters.
 pub(crate) async fn complete_on(
@@ -338,7 +68,7 @@ pub(crate) async fn complete_on(
     notify_above: usize,
 ) -> Result<StepsCompleted, StoreError> {
     if items.iter().all(|i| matches!(i.completion, Completion::Output(_))) {
-        return complete_fast(conn, items, notify_above).await;
+        return crate::cycle::complete_fast(conn, items, notify_above).await;
     }
     let mut ids = Vec::with_capacity(items.len());
     let mut tokens = Vec::with_capacity(items.len());
@@ -385,38 +115,7 @@ pub(crate) async fn complete_on(
         notify(conn).await?;
     }
     let (completed, rejected) = items.iter().map(|i| i.lease).partition(|l| accepted.contains(&(l.step.0, l.token)));
-    Ok(StepsCompleted { completed, rejected, promoted })
-}
-
-async fn complete_fast(
-    conn: &mut PgConnection,
-    items: Vec<StepCompletion>,
-    notify_above: usize,
-) -> Result<StepsCompleted, StoreError> {
-    let mut ids = Vec::with_capacity(items.len());
-    let mut tokens = Vec::with_capacity(items.len());
-    let mut outputs = Vec::with_capacity(items.len());
-    for it in &items {
-        ids.push(it.lease.step.0);
-        tokens.push(it.lease.token);
-        if let Completion::Output(v) = &it.completion {
-            outputs.push(v.clone());
-        }
-    }
-    let rows: Vec<(i64, i64, bool)> = sqlx::query_as(COMPLETE_FAST)
-        .bind(&ids)
-        .bind(&tokens)
-        .bind(&outputs)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(interpret)?;
-    let accepted: std::collections::HashSet<(i64, i64)> = rows.iter().filter(|r| !r.2).map(|r| (r.0, r.1)).collect();
-    let promoted = rows.iter().filter(|r| r.2).count();
-    if promoted > notify_above {
-        notify(conn).await?;
-    }
-    let (completed, rejected) = items.iter().map(|i| i.lease).partition(|l| accepted.contains(&(l.step.0, l.token)));
-    Ok(StepsCompleted { completed, rejected, promoted })
+    Ok(StepsCompleted { completed, rejected, promoted, claimed: Vec::new() })
 }
 
 /// Inserts a fanned-out step's children (ready at once) and makes the
@@ -872,7 +571,7 @@ where
 
 /// A small, growing, jittered pause before retrying a transaction that lost
 /// a deadlock, so the two contenders do not collide again in step.
-fn conflict_pause(tries: u32) -> Duration {
+pub(crate) fn conflict_pause(tries: u32) -> Duration {
     Duration::from_millis(u64::from(tries) * 3 + fastrand::u64(0..5))
 }
 
@@ -902,7 +601,8 @@ mod plan_shape {
     //! prefers reading its one page to a lookup per key, and no rewrite
     //! takes that choice away; such a plan lasts until the next ANALYZE.
 
-    use super::{CLAIM, COMPLETE_FAST, PROPAGATE, RESCUE};
+    use super::{PROPAGATE, RESCUE};
+    use crate::cycle::{COMPLETE_FAST, CYCLE};
     use serde_json::Value;
     use sqlx::PgPool;
 
@@ -933,10 +633,10 @@ mod plan_shape {
         }
         let statements = [
             (
-                "claim",
-                "text, text[], bigint, uuid, bigint, timestamptz, timestamptz, bigint",
-                CLAIM,
-                "'default', '{x}', 10, gen_random_uuid(), 1000, 'epoch', 'epoch', 0",
+                "cycle",
+                "bigint[], bigint[], jsonb[], text, text[], bigint, uuid, bigint, timestamptz, timestamptz, bigint",
+                CYCLE,
+                "'{1,2}', '{1,1}', '{null,null}', 'default', '{x}', 10, gen_random_uuid(), 1000, 'epoch', 'epoch', 0",
             ),
             ("complete", "bigint[], bigint[], jsonb[]", COMPLETE_FAST, "'{1,2}', '{1,1}', '{null,null}'"),
             ("propagate", "bigint[], bool[]", PROPAGATE, "'{1,2}', '{t,f}'"),

@@ -24,6 +24,13 @@ async fn happy_path_chain_and_fan_in(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn a_completion_call_claims_the_next_batch(pool: PgPool) {
+    let store = store(pool).await;
+    t::check_complete_and_claim(&store).await;
+    consistent(&store).await;
+}
+
+#[sqlx::test(migrations = false)]
 async fn zombie_completion_is_rejected(pool: PgPool) {
     let store = store(pool).await;
     t::check_stale_token_rejected(&store).await;
