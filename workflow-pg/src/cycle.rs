@@ -108,20 +108,24 @@ macro_rules! complete_ctes {
 macro_rules! claim_ctes {
     () => {
         r#"late AS MATERIALIZED (
-    SELECT step_id FROM wf.ready_queue
+    SELECT ctid FROM wf.ready_queue
     WHERE queue = $4 AND available_at >= $9 AND available_at < $10 AND step_type = ANY($5)
     ORDER BY available_at, step_id
     LIMIT $6
     FOR UPDATE SKIP LOCKED
 ), next AS MATERIALIZED (
-    SELECT step_id FROM wf.ready_queue
+    SELECT ctid FROM wf.ready_queue
     WHERE queue = $4 AND (available_at, step_id) > ($10, $11) AND available_at <= now() AND step_type = ANY($5)
     ORDER BY available_at, step_id
     LIMIT $6 - (SELECT count(*) FROM late)
     FOR UPDATE SKIP LOCKED
 ), taken AS (
+    -- By the rows' addresses (locked above, so they stay put): no index
+    -- to choose. Looked up by step_id, a plan made while the queue was
+    -- empty went through ready_queue_order, whose leading column is the
+    -- queue, and read the whole index for every claim.
     DELETE FROM wf.ready_queue q
-    WHERE q.step_id = ANY(ARRAY(SELECT step_id FROM late UNION ALL SELECT step_id FROM next))
+    WHERE q.ctid = ANY(ARRAY(SELECT ctid FROM late UNION ALL SELECT ctid FROM next))
     RETURNING q.step_id
 ), claimed AS (
     UPDATE wf.steps s

@@ -605,27 +605,40 @@ mod plan_shape {
     use crate::cycle::{COMPLETE_FAST, CYCLE};
     use serde_json::Value;
     use sqlx::PgPool;
+    use std::collections::HashMap;
 
     const TABLES: &[&str] = &["runs", "steps", "step_events", "ready_queue", "leases"];
 
-    fn unbounded_scans(node: &Value, found: &mut Vec<String>) {
+    /// Scans of the growing tables not bounded by the batch's keys: no index
+    /// condition, or one that leaves the index's leading column free (a
+    /// btree then reads the whole index and filters, as a claim's delete of
+    /// its queue rows by `step_id` through `ready_queue_order` did when
+    /// planned on an empty queue: 1,500 steps/s instead of 7,000, with the
+    /// index full of the entries of steps claimed since the last vacuum).
+    fn unbounded_scans(node: &Value, leading: &HashMap<String, String>, found: &mut Vec<String>) {
         let kind = node["Node Type"].as_str().unwrap_or_default();
         let relation = node["Relation Name"].as_str().unwrap_or_default();
         // The rescuer reads every lease row (the running steps) on purpose.
         let whole_leases = relation == "leases" && node["Parent Relationship"] == "InitPlan";
-        if TABLES.contains(&relation) && !whole_leases {
-            let bounded = node.get("Index Cond").is_some() || kind == "ModifyTable";
-            if !bounded {
-                found.push(format!("{kind} on {relation}"));
+        if TABLES.contains(&relation) && !whole_leases && kind != "ModifyTable" && kind != "Tid Scan" {
+            let index = node["Index Name"].as_str().unwrap_or_default();
+            let cond = node["Index Cond"].as_str();
+            let lead = leading.get(index).map(String::as_str).unwrap_or("?");
+            match cond {
+                None => found.push(format!("{kind} on {relation}")),
+                Some(c) if !c.contains(&format!("({lead} ")) => {
+                    found.push(format!("{kind} on {relation} using {index} without its leading column {lead}: {c}"))
+                }
+                Some(_) => {}
             }
         }
         for child in node["Plans"].as_array().into_iter().flatten() {
-            unbounded_scans(child, found);
+            unbounded_scans(child, leading, found);
         }
     }
 
     #[sqlx::test(migrations = false)]
-    async fn plans_made_on_near_empty_tables_reach_every_table_through_an_index_condition(pool: PgPool) {
+    async fn plans_made_on_near_empty_tables_stay_bounded_by_the_batch(pool: PgPool) {
         crate::migrator().run(&pool).await.expect("migrate");
         let mut conn = pool.acquire().await.unwrap();
         for (name, value) in crate::ENGINE_SESSION {
@@ -644,7 +657,10 @@ mod plan_shape {
         ];
         // Planned and cached while the tables hold one run, freshly
         // analyzed: the statistics say "one row", which is what makes a
-        // planner read a whole table as the outer side of a join.
+        // planner read a whole table as the outer side of a join. Then
+        // planned again after an ANALYZE that found the queue empty (its
+        // one step claimed by the first execution), as autovacuum finds it
+        // whenever the workers have drained it.
         let mut tx = pool.begin().await.unwrap();
         crate::fixtures::chains_insert(&mut tx, "first", 1, 1, "x", &serde_json::json!({}), "default").await.unwrap();
         tx.commit().await.unwrap();
@@ -656,6 +672,21 @@ mod plan_shape {
                 .unwrap();
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("EXECUTE {name}({args})"))).execute(&mut *conn).await.unwrap();
         }
+        sqlx::raw_sql("VACUUM ANALYZE wf.ready_queue, wf.leases").execute(&pool).await.unwrap();
+        for (name, _, _, args) in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("EXECUTE {name}({args})"))).execute(&mut *conn).await.unwrap();
+        }
+        let leading: HashMap<String, String> = sqlx::query_as(
+            "SELECT c.relname::text, a.attname::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE c.relnamespace = 'wf'::regnamespace",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
         let mut tx = pool.begin().await.unwrap();
         crate::fixtures::chains_insert(&mut tx, "grown", 3000, 4, "x", &serde_json::json!({}), "default")
             .await
@@ -669,11 +700,11 @@ mod plan_shape {
                     .await
                     .unwrap();
             let before = found.len();
-            unbounded_scans(&plan[0]["Plan"], &mut found);
+            unbounded_scans(&plan[0]["Plan"], &leading, &mut found);
             for f in &mut found[before..] {
                 *f = format!("{name}: {f}");
             }
         }
-        assert!(found.is_empty(), "scans without an index condition: {found:?}");
+        assert!(found.is_empty(), "scans not bounded by the batch's keys: {found:#?}");
     }
 }
