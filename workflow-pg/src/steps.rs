@@ -602,7 +602,7 @@ mod plan_shape {
     //! takes that choice away; such a plan lasts until the next ANALYZE.
 
     use super::{PROPAGATE, RESCUE};
-    use crate::cycle::{COMPLETE_FAST, CYCLE};
+    use crate::cycle::{CLAIM, COMPLETE_FAST, CYCLE};
     use serde_json::Value;
     use sqlx::PgPool;
     use std::collections::HashMap;
@@ -650,6 +650,12 @@ mod plan_shape {
                 "bigint[], bigint[], jsonb[], text, text[], bigint, uuid, bigint, timestamptz, timestamptz, bigint",
                 CYCLE,
                 "'{1,2}', '{1,1}', '{null,null}', 'default', '{x}', 10, gen_random_uuid(), 1000, 'epoch', 'epoch', 0",
+            ),
+            (
+                "claim",
+                "bigint[], bigint[], jsonb[], text, text[], bigint, uuid, bigint, timestamptz, timestamptz, bigint",
+                CLAIM,
+                "'{}', '{}', '{}', 'default', '{x}', 10, gen_random_uuid(), 1000, 'epoch', 'epoch', 0",
             ),
             ("complete", "bigint[], bigint[], jsonb[]", COMPLETE_FAST, "'{1,2}', '{1,1}', '{null,null}'"),
             ("propagate", "bigint[], bool[]", PROPAGATE, "'{1,2}', '{t,f}'"),
