@@ -24,9 +24,15 @@ use workflow_pg::PgStore;
 /// Options of `wf bench engine`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
-    /// Steps per throughput scenario.
-    #[arg(long, default_value_t = 50_000)]
+    /// Steps per no-op throughput scenario (and per scale row).
+    #[arg(long, default_value_t = 200_000)]
     pub steps: i64,
+    /// Steps per transactional throughput scenario (each pays a commit).
+    #[arg(long, default_value_t = 50_000)]
+    pub txn_steps: i64,
+    /// Seconds of `pgbench -N` right before each row, its own baseline.
+    #[arg(long, default_value_t = 5)]
+    pub baseline_secs: u32,
     /// Fewer scenarios (1 and 4 processes at concurrency 32 only) and a smaller scale test.
     #[arg(long)]
     pub quick: bool,
@@ -58,7 +64,9 @@ pub struct Row {
     pub seconds: f64,
     /// Steps per second.
     pub steps_per_s: f64,
-    /// Against the pgbench baseline (tps).
+    /// The single-row-commit ceiling measured right before this row (tps).
+    pub baseline_tps: f64,
+    /// Steps per second against `baseline_tps`.
     pub ratio: f64,
     /// History events per step.
     pub events_per_step: f64,
@@ -69,10 +77,10 @@ pub struct Row {
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// pgbench -N tps at 16 clients (or our own loop): the mean of the
-    /// runs before and after the scenarios.
+    /// pgbench -N tps at 16 clients (or our own loop): the median of the
+    /// runs made before each row.
     pub baseline_tps: f64,
-    /// Each baseline run (tps): before the scenarios, then after them.
+    /// Each baseline run (tps), in order.
     pub baseline_runs_tps: Vec<f64>,
     /// How the baseline was measured.
     pub baseline: String,
@@ -98,24 +106,24 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         m.run(&pool).await?;
     }
     let settings = durability(&pool).await?;
-    eprintln!("baseline: pgbench -N, 16 clients, 10 s ...");
-    // Measured again after the scenarios: one 10 s run moved by up to a
-    // quarter between runs on an idle cluster, more than the engine did.
-    let (baseline_tps, baseline) = baseline(url).await?;
+    // The ceiling is measured again right before every row: on a shared
+    // two-core machine it moved by a third within one run, more than the
+    // engine did, so a ratio is only as good as its baseline is close.
+    let mut base = Baseline::prepare(url, args.baseline_secs).await?;
     let mut rows = Vec::new();
     let noop = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 0, "fail_rate": 0.0, "seed": 0, "effect": false}});
     let txn = json!({"type": "synthetic.task", "index": 0, "spec": {"sleep_ms": 0, "fail_rate": 0.0, "seed": 0, "effect": true}});
-    let mut scenarios: Vec<(&str, i32, &serde_json::Value, u32, u32)> = Vec::new();
+    let mut scenarios: Vec<(&str, i32, &serde_json::Value, i64, u32, u32)> = Vec::new();
     let conc: &[u32] = if args.quick { &[32] } else { &[8, 64] };
-    for &(label, chain, def) in &[
-        ("1-step no-op", 1, &noop),
-        ("4-step chain no-op", 4, &noop),
-        ("1-step transactional", 1, &txn),
-        ("4-step chain transactional", 4, &txn),
+    for &(label, chain, def, steps) in &[
+        ("1-step no-op", 1, &noop, args.steps),
+        ("4-step chain no-op", 4, &noop, args.steps),
+        ("1-step transactional", 1, &txn, args.txn_steps),
+        ("4-step chain transactional", 4, &txn, args.txn_steps),
     ] {
         for procs in [1u32, 4] {
             for &c in conc {
-                scenarios.push((label, chain, def, procs, c));
+                scenarios.push((label, chain, def, steps, procs, c));
             }
         }
     }
@@ -124,14 +132,16 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         scenarios.clear();
     }
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
-    for (label, chain, def, procs, c) in scenarios {
-        if !wanted(&format!("{label}, {procs} proc x {c}")) {
+    for (label, chain, def, steps, procs, c) in scenarios {
+        let name = format!("{label}, {procs} proc x {c}");
+        if !wanted(&name) {
             continue;
         }
         seq += 1;
-        eprintln!("throughput: {label}, {procs} process(es) x concurrency {c} ...");
-        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, args.steps, procs, c, &[]).await?;
-        rows.push(finish_row(format!("{label}, {procs} proc x {c}"), row, baseline_tps));
+        let tps = base.measure().await?;
+        eprintln!("throughput: {label}, {procs} process(es) x concurrency {c} (baseline {tps:.0} tps) ...");
+        let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, def, steps, procs, c, &[]).await?;
+        rows.push(finish_row(name, row, tps));
     }
     // What each optimisation buys: the same workload with it turned off.
     let comparisons: &[(&str, i32, &[&str])] = if args.no_throughput {
@@ -150,10 +160,11 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
             continue;
         }
         seq += 1;
-        eprintln!("comparison: {label} ...");
+        let tps = base.measure().await?;
+        eprintln!("comparison: {label} (baseline {tps:.0} tps) ...");
         let row =
             throughput(&bench_url, &pool, &format!("bench-{seq}"), chain, &noop, args.steps, 4, 32, extra).await?;
-        rows.push(finish_row(label.to_owned(), row, baseline_tps));
+        rows.push(finish_row(label.to_owned(), row, tps));
     }
     let levels: Vec<i64> = [10_000, 100_000, 1_000_000].into_iter().filter(|&n| n <= args.scale_max).collect();
     let mut waiting = 0;
@@ -176,11 +187,12 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         waiting = n;
         finished_ballast += history;
         seq += 1;
+        let tps = base.measure().await?;
         let row = throughput(&bench_url, &pool, &format!("bench-{seq}"), 1, &noop, args.steps, 4, 32, &[]).await?;
         rows.push(finish_row(
             format!("1-step no-op, 4 proc x 32, {n} waiting + {finished_ballast} finished"),
             row,
-            baseline_tps,
+            tps,
         ));
     }
     eprintln!("latency: {} single steps at idle workers ...", args.latency_samples);
@@ -192,16 +204,15 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         eprintln!("recovery: kill -9 a worker holding a step (lease ttl {ttl} s) ...");
         Some(recovery(&bench_url, &pool).await?)
     };
-    eprintln!("baseline again: pgbench -N, 16 clients, 10 s ...");
-    let (after_tps, _) = self::baseline(url).await?;
-    let mean_tps = (baseline_tps + after_tps) / 2.0;
-    for row in &mut rows {
-        row.ratio = row.steps_per_s / mean_tps;
+    if base.runs.is_empty() {
+        base.measure().await?;
     }
+    let mut sorted = base.runs.clone();
+    sorted.sort_by(f64::total_cmp);
     let report = Report {
-        baseline_tps: mean_tps,
-        baseline_runs_tps: vec![baseline_tps, after_tps],
-        baseline,
+        baseline_tps: sorted[sorted.len() / 2],
+        baseline_runs_tps: base.runs.clone(),
+        baseline: base.describe(),
         settings,
         rows,
         pickup_p50_ms: p50,
@@ -209,6 +220,7 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
         recovery_s,
         recovery_ttl_s: ttl,
     };
+    base.drop_db().await?;
     if json_out {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
@@ -218,43 +230,55 @@ pub async fn engine(url: &str, args: EngineArgs, json_out: bool, out: &mut dyn W
     Ok(())
 }
 
-fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, i64), baseline: f64) -> Row {
+fn finish_row(scenario: String, (steps, seconds, events, dups): (i64, f64, i64, i64), baseline_tps: f64) -> Row {
     let sps = steps as f64 / seconds;
     eprintln!(
-        "  {steps} steps in {seconds:.2} s: {sps:.0} steps/s ({:.2}x the first baseline), duplicates {dups}",
-        sps / baseline
+        "  {steps} steps in {seconds:.2} s: {sps:.0} steps/s ({:.2}x the baseline), duplicates {dups}",
+        sps / baseline_tps
     );
     Row {
         scenario,
         steps,
         seconds,
         steps_per_s: sps,
-        ratio: sps / baseline,
+        baseline_tps,
+        ratio: sps / baseline_tps,
         events_per_step: events as f64 / steps as f64,
         duplicate_completions: dups,
     }
 }
 
 fn print_report(out: &mut dyn Write, r: &Report) -> Result<()> {
-    let runs: Vec<String> = r.baseline_runs_tps.iter().map(|t| format!("{t:.0}")).collect();
+    let (lo, hi) = r.baseline_runs_tps.iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     writeln!(
         out,
-        "baseline: {:.0} tps, the mean of {} before and after the scenarios ({})",
+        "baseline: {}, right before each row: median {:.0} tps over {} runs ({lo:.0} to {hi:.0})",
+        r.baseline,
         r.baseline_tps,
-        runs.join(" and "),
-        r.baseline
+        r.baseline_runs_tps.len(),
     )?;
-    let s: Vec<String> = r.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut s: Vec<String> = r.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    s.sort();
     writeln!(out, "settings: {}\n", s.join(" "))?;
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::ASCII_MARKDOWN);
-    t.set_header(["scenario", "steps", "seconds", "steps/s", "x baseline", "events/step", "dup completions"]);
+    t.set_header([
+        "scenario",
+        "steps",
+        "seconds",
+        "steps/s",
+        "baseline tps",
+        "x baseline",
+        "events/step",
+        "dup completions",
+    ]);
     for row in &r.rows {
         t.add_row(vec![
             row.scenario.clone(),
             row.steps.to_string(),
             format!("{:.2}", row.seconds),
             format!("{:.0}", row.steps_per_s),
+            format!("{:.0}", row.baseline_tps),
             format!("{:.2}", row.ratio),
             format!("{:.2}", row.events_per_step),
             row.duplicate_completions.to_string(),
@@ -310,48 +334,100 @@ async fn durability(pool: &PgPool) -> Result<HashMap<String, String>> {
     Ok(m)
 }
 
-/// pgbench -N at 16 clients for 10 s, or the same loop of our own.
-async fn baseline(url: &str) -> Result<(f64, String)> {
-    let db_url = scratch_db(url, "wf_bench_pgbench").await?;
-    let pgbench = crate::embedded::find_bindir().ok().map(|d| d.join("pgbench")).filter(|p| p.is_file());
-    if let Some(pgbench) = pgbench {
-        let init = Command::new(&pgbench).args(["-i", "-q", "-s", "16", &db_url]).output()?;
-        if !init.status.success() {
-            bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr).trim());
-        }
-        let run = Command::new(&pgbench).args(["-N", "-c", "16", "-j", "2", "-T", "10", &db_url]).output()?;
-        let text = String::from_utf8_lossy(&run.stdout);
-        let tps = text
-            .lines()
-            .find(|l| l.starts_with("tps ="))
-            .and_then(|l| l.split_whitespace().nth(2))
-            .and_then(|v| v.parse::<f64>().ok())
-            .with_context(|| format!("cannot read pgbench output: {text}"))?;
-        return Ok((tps, "pgbench -N -c 16 -j 2 -T 10 -s 16".into()));
-    }
-    // Our own single-row-update commit loop, 16 connections, 10 s.
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&db_url).await?;
-    sqlx::query("CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL)").execute(&pool).await?;
-    sqlx::query("INSERT INTO acct SELECT g, 0 FROM generate_series(1, 100000) g").execute(&pool).await?;
-    let end = Instant::now() + Duration::from_secs(10);
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let pool = pool.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < end {
-                let id = fastrand::i32(1..=100_000);
-                sqlx::query("UPDATE acct SET balance = balance + 1 WHERE id = $1").bind(id).execute(&pool).await?;
-                n += 1;
+/// The single-row-commit ceiling of the server: `pgbench -N` at 16
+/// clients on a scratch database of its own, or, without pgbench, a
+/// 16-connection single-row UPDATE loop of our own.
+struct Baseline {
+    url: String,
+    db_url: String,
+    pgbench: Option<std::path::PathBuf>,
+    secs: u32,
+    /// Every measurement so far (tps).
+    runs: Vec<f64>,
+}
+
+impl Baseline {
+    /// Creates and fills the scratch database (`pgbench -i -s 16`).
+    async fn prepare(url: &str, secs: u32) -> Result<Self> {
+        let db_url = scratch_db(url, "wf_bench_pgbench").await?;
+        let pgbench = crate::embedded::find_bindir().ok().map(|d| d.join("pgbench")).filter(|p| p.is_file());
+        if let Some(pgbench) = &pgbench {
+            eprintln!("baseline: pgbench -i -s 16 ...");
+            let init = Command::new(pgbench).args(["-i", "-q", "-s", "16", &db_url]).output()?;
+            if !init.status.success() {
+                bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr).trim());
             }
-            Ok::<_, sqlx::Error>(n)
-        }));
+        } else {
+            let pool = connect::one_shot(&db_url).await?;
+            sqlx::query("CREATE TABLE acct (id int PRIMARY KEY, balance bigint NOT NULL)").execute(&pool).await?;
+            sqlx::query("INSERT INTO acct SELECT g, 0 FROM generate_series(1, 100000) g").execute(&pool).await?;
+        }
+        // Start from a clean, analyzed table: the first run after a bulk
+        // load would also set hint bits and vacuum it.
+        let pool = connect::one_shot(&db_url).await?;
+        sqlx::raw_sql("VACUUM ANALYZE").execute(&pool).await?;
+        pool.close().await;
+        Ok(Self { url: url.to_owned(), db_url, pgbench, secs: secs.max(1), runs: Vec::new() })
     }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
+
+    fn describe(&self) -> String {
+        match self.pgbench {
+            Some(_) => format!("pgbench -N -c 16 -j 2 -T {} -s 16", self.secs),
+            None => format!("own single-row UPDATE loop, 16 connections, {} s (pgbench not installed)", self.secs),
+        }
     }
-    Ok((total as f64 / 10.0, "own single-row UPDATE loop, 16 connections, 10 s (pgbench not installed)".into()))
+
+    /// One measurement (tps), remembered.
+    async fn measure(&mut self) -> Result<f64> {
+        let tps = match &self.pgbench {
+            Some(pgbench) => {
+                let secs = self.secs.to_string();
+                let run = Command::new(pgbench)
+                    .args(["-n", "-N", "-c", "16", "-j", "2", "-T", &secs, &self.db_url])
+                    .output()?;
+                let text = String::from_utf8_lossy(&run.stdout);
+                text.lines()
+                    .find(|l| l.starts_with("tps ="))
+                    .and_then(|l| l.split_whitespace().nth(2))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .with_context(|| format!("cannot read pgbench output: {text}"))?
+            }
+            None => self.own_loop().await?,
+        };
+        self.runs.push(tps);
+        Ok(tps)
+    }
+
+    async fn own_loop(&self) -> Result<f64> {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&self.db_url).await?;
+        let secs = f64::from(self.secs);
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let id = fastrand::i32(1..=100_000);
+                    sqlx::query("UPDATE acct SET balance = balance + 1 WHERE id = $1").bind(id).execute(&pool).await?;
+                    n += 1;
+                }
+                Ok::<_, sqlx::Error>(n)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        pool.close().await;
+        Ok(total as f64 / secs)
+    }
+
+    async fn drop_db(&self) -> Result<()> {
+        let mut admin = sqlx::PgConnection::connect(&self.url).await?;
+        sqlx::query("DROP DATABASE IF EXISTS wf_bench_pgbench WITH (FORCE)").execute(&mut admin).await?;
+        Ok(())
+    }
 }
 
 fn spawn_workers(url: &str, procs: u32, concurrency: u32, ttl: &str, extra: &[&str]) -> Result<Vec<Child>> {
