@@ -335,8 +335,9 @@ struct Cycled {
 }
 
 /// Runs [`CYCLE`] once (or [`CLAIM`], with nothing to record): records
-/// `done` (may be empty) and claims up to `limit` steps of `queue` (may be 0). A deadlock or serialization failure
-/// is retried: the statement is its own transaction.
+/// `done` (may be empty) and claims up to `limit` steps of `queue` (may be
+/// 0). A deadlock or serialization failure is retried: the statement is its
+/// own transaction.
 async fn cycle(
     conn: &mut PgConnection,
     hints: &ClaimHints,
