@@ -2,8 +2,8 @@
 //! one-shot commands, lazy pools that wait an outage out for workers.
 
 use anyhow::{Context, Result};
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
 use std::time::Duration;
 
 /// The URL with its password masked, for messages.
@@ -35,6 +35,18 @@ pub async fn one_shot(url: &str) -> Result<PgPool> {
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(url)))
+}
+
+/// A one-shot pool for bulk statements that are expected to run for
+/// seconds (benchmark fixtures, counts over millions of rows): sqlx's
+/// slow-statement warnings are turned off on it.
+pub async fn bulk(url: &str) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(parse(url)?.disable_statement_logging())
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))
 }
