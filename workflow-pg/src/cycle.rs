@@ -222,14 +222,17 @@ struct CycleRow {
 }
 
 impl CycleRow {
+    /// Moves the columns out (the definition and the upstream outputs can
+    /// be large: no copies on the hot path).
     fn into_claimed(self) -> Result<(ClaimedStep, DateTime<Utc>), StoreError> {
-        let missing = || StoreError::Corrupt(format!("claimed step {} came back without its columns", self.id));
+        let id = self.id;
+        let missing = || StoreError::Corrupt(format!("claimed step {id} came back without its columns"));
         let claimed = ClaimedStep {
-            lease: Lease { step: StepId(self.id), token: self.lease_token },
+            lease: Lease { step: StepId(id), token: self.lease_token },
             run_id: RunId(self.run_id.ok_or_else(missing)?),
-            name: self.name.clone().ok_or_else(missing)?,
-            step_type: self.step_type.clone().ok_or_else(missing)?,
-            definition: self.definition.clone().ok_or_else(missing)?,
+            name: self.name.ok_or_else(missing)?,
+            step_type: self.step_type.ok_or_else(missing)?,
+            definition: self.definition.ok_or_else(missing)?,
             attempt: self.attempt.ok_or_else(missing)? as u32,
             retry: RetryPolicy {
                 max_attempts: self.max_attempts.ok_or_else(missing)? as u32,
@@ -237,9 +240,9 @@ impl CycleRow {
                 max_backoff: Duration::from_millis(self.backoff_max_ms.ok_or_else(missing)? as u64),
                 timeout: self.timeout_ms.map(|t| Duration::from_millis(t as u64)),
             },
-            workflow: self.workflow.clone().ok_or_else(missing)?,
-            correlation_id: self.correlation_id.clone().ok_or_else(missing)?,
-            upstream: self.upstream.clone().map(|j| j.0).unwrap_or_default(),
+            workflow: self.workflow.ok_or_else(missing)?,
+            correlation_id: self.correlation_id.ok_or_else(missing)?,
+            upstream: self.upstream.map(|j| j.0).unwrap_or_default(),
         };
         Ok((claimed, self.available_at.ok_or_else(missing)?))
     }
@@ -312,16 +315,21 @@ struct Outputs {
 }
 
 impl Outputs {
-    /// `None` if some item expands (fan-out is not a plain completion).
-    fn of(items: &[StepCompletion]) -> Option<Self> {
+    /// The items' outputs, moved (they can be large); the items back if
+    /// some item expands (a fan-out is not a plain completion).
+    fn of(items: Vec<StepCompletion>) -> Result<Self, Vec<StepCompletion>> {
+        if !items.iter().all(|it| matches!(it.completion, Completion::Output(_))) {
+            return Err(items);
+        }
         let mut o = Self::default();
         for it in items {
-            let Completion::Output(v) = &it.completion else { return None };
-            o.ids.push(it.lease.step.0);
-            o.tokens.push(it.lease.token);
-            o.values.push(v.clone());
+            if let Completion::Output(v) = it.completion {
+                o.ids.push(it.lease.step.0);
+                o.tokens.push(it.lease.token);
+                o.values.push(v);
+            }
         }
-        Some(o)
+        Ok(o)
     }
 }
 
@@ -449,9 +457,9 @@ pub(crate) async fn complete_batch(
     hints: &ClaimHints,
     p: StepsComplete,
 ) -> Result<StepsCompleted, StoreError> {
-    let leases = || p.items.iter().map(|i| i.lease);
-    let (accepted, promoted, claimed) = match Outputs::of(&p.items) {
-        Some(done) => {
+    let leases: Vec<Lease> = p.items.iter().map(|i| i.lease).collect();
+    let (accepted, promoted, claimed) = match Outputs::of(p.items) {
+        Ok(done) => {
             let mut conn = pool.acquire().await.map_err(interpret)?;
             let no_claim = StepsClaim {
                 worker: p.worker,
@@ -466,8 +474,7 @@ pub(crate) async fn complete_batch(
             }
             (r.accepted, r.promoted, r.claimed)
         }
-        None => {
-            let items = p.items.clone();
+        Err(items) => {
             let r = crate::steps::with_tx(pool, |conn| {
                 Box::pin(crate::steps::complete_on(conn, items.clone(), p.notify_above))
             })
@@ -489,7 +496,7 @@ pub(crate) async fn complete_batch(
             (accepted, r.promoted, claimed)
         }
     };
-    let (completed, rejected) = leases().partition(|l| accepted.contains(&(l.step.0, l.token)));
+    let (completed, rejected) = leases.into_iter().partition(|l| accepted.contains(&(l.step.0, l.token)));
     Ok(StepsCompleted { completed, rejected, promoted, claimed })
 }
 
@@ -501,7 +508,8 @@ pub(crate) async fn complete_fast(
     items: Vec<StepCompletion>,
     notify_above: usize,
 ) -> Result<StepsCompleted, StoreError> {
-    let done = Outputs::of(&items).ok_or_else(|| StoreError::Other("a fan-out is not a plain completion".into()))?;
+    let leases: Vec<Lease> = items.iter().map(|i| i.lease).collect();
+    let done = Outputs::of(items).map_err(|_| StoreError::Other("a fan-out is not a plain completion".into()))?;
     let rows: Vec<(i64, i64, bool)> = sqlx::query_as(COMPLETE_FAST)
         .bind(&done.ids)
         .bind(&done.tokens)
@@ -514,6 +522,6 @@ pub(crate) async fn complete_fast(
     if promoted > notify_above {
         notify(conn).await?;
     }
-    let (completed, rejected) = items.iter().map(|i| i.lease).partition(|l| accepted.contains(&(l.step.0, l.token)));
+    let (completed, rejected) = leases.into_iter().partition(|l| accepted.contains(&(l.step.0, l.token)));
     Ok(StepsCompleted { completed, rejected, promoted, claimed: Vec::new() })
 }
