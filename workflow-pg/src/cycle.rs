@@ -5,8 +5,9 @@
 //! A worker whose steps finished has free slots; recording the results and
 //! asking for new work used to be two statements, each an autocommit
 //! transaction of its own. Together they cost one commit, one protocol
-//! exchange and one executor start-up fewer per batch (about a sixth of the
-//! server's CPU per step in `scripts/bench-statements`, docs/benchmarks.md).
+//! exchange and one executor start-up fewer per batch (in
+//! `scripts/bench-statements`, from no change to a third less server CPU
+//! per step depending on batch size and clients: docs/benchmarks.md).
 //! Either half may be empty: a plain claim passes no completions, a plain
 //! completion a limit of 0. Every modifying CTE of one statement sees the
 //! same snapshot, so the claim never sees what the completions promoted:
